@@ -1,0 +1,168 @@
+# tttd - plain Makefile.
+#
+# Targets: all run test test-gpu bench deps fuzz asan ubsan tsan fixtures clean
+# Options (make VAR=value):
+#   CUDA=0          build without the CUDA backend even when nvcc is found
+#   CUDA_ARCH=sm_XX GPU architecture (default: detected with nvidia-smi, else sm_90)
+#   SANITIZER=address|undefined|thread   instrumented build (CUDA off)
+#   OPENMP=0        no OpenMP threading in the CPU kernels
+#   BUILD=dir       output folder (default build)
+#   CI=true         warnings are errors
+#   FUZZ_SECONDS=N  how long `make fuzz` runs each target (default 60)
+#   RUN_ARGS=...    arguments appended to `tttd serve` by `make run`
+
+CC ?= cc
+BUILD ?= build
+SANITIZER ?=
+OPENMP ?= 1
+FUZZ_SECONDS ?= 60
+RUN_ARGS ?=
+
+# Recursive (=) on purpose: pkg-config is asked when a recipe runs, after `make deps`.
+PKG_CFLAGS = $(shell pkg-config --cflags jansson openblas 2>/dev/null)
+PKG_LIBS = $(or $(shell pkg-config --libs jansson openblas 2>/dev/null),-ljansson -lopenblas)
+
+WARN = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+OPT ?= -O2
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -I. $(WARN) -MMD -MP -pthread $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lm -pthread $(LDLIBS)
+LDFLAGS_ALL = $(LDFLAGS)
+
+ifneq ($(SANITIZER),)
+CUDA = 0
+OPT = -O1
+CFLAGS_ALL += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_ALL += -fsanitize=$(SANITIZER)
+ifeq ($(SANITIZER),thread)
+OPENMP = 0
+endif
+endif
+ifeq ($(OPENMP),1)
+CFLAGS_ALL += -fopenmp
+LDFLAGS_ALL += -fopenmp
+endif
+
+# ---- CUDA: built whenever nvcc is found, unless CUDA=0 ----
+CUDA ?= auto
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+HAVE_CUDA := 0
+ifneq ($(CUDA),0)
+ifneq ($(NVCC),)
+HAVE_CUDA := 1
+endif
+endif
+ifeq ($(HAVE_CUDA),1)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+DETECTED_SM := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ')
+CUDA_ARCH ?= $(if $(DETECTED_SM),sm_$(DETECTED_SM),sm_90)
+NVCCFLAGS = -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -I. -DTTTD_CUDA=1 \
+            -Xcompiler -Wall,-Wextra$(if $(filter true,$(CI)),$(comma)-Werror) -MMD -MP
+CFLAGS_ALL += -DTTTD_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS_ALL += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+comma := ,
+
+# ---- sources ----
+LIB_SRCS := $(sort $(wildcard engine/*.c kernels/cpu/*.c api/*.c server/*.c))
+LIB_SRCS := $(filter-out server/main.c,$(LIB_SRCS))
+CU_SRCS := $(if $(filter 1,$(HAVE_CUDA)),$(sort $(wildcard kernels/cuda/*.cu)))
+UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/kernels/cpu/*.c \
+                               tests/api/*.c tests/server/*.c))
+GPU_TEST_SRCS := $(sort $(wildcard tests/kernels/cuda/*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+OBJ = $(BUILD)/obj
+LIB_OBJS := $(LIB_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
+LIB := $(BUILD)/libtttd.a
+BIN := $(BUILD)/tttd
+UNIT_BIN := $(BUILD)/tests/unit
+GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops)
+
+.PHONY: all run test check unit test-gpu bench deps fuzz fuzz-build asan ubsan tsan fixtures clean info-build
+
+all: $(BIN)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(OBJ)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(OBJ)/server/main.o $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(UNIT_BIN): $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcriterion
+
+$(BUILD)/tests/gpu_ops: $(GPU_TEST_SRCS:%.c=$(OBJ)/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# `make deps` installs missing Debian packages; the other entry points depend on it.
+deps:
+	@sh tools/install-deps.sh
+
+run: deps
+	$(MAKE) all
+	$(BIN) serve $(RUN_ARGS)
+
+test: deps
+	$(MAKE) check
+
+# check: build everything (the CUDA code too, when nvcc is here) and run the unit tests.
+check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
+	$(UNIT_BIN) --jobs 2
+
+# Only the unit tests (LIB_SRCS / UNIT_SRCS may be narrowed on the command line).
+unit: $(UNIT_BIN)
+	$(UNIT_BIN) --jobs 2
+
+# On the GPU machine: CUDA ops against the CPU backend.
+test-gpu: $(BUILD)/tests/gpu_ops
+	$(BUILD)/tests/gpu_ops
+
+bench: $(BIN)
+	$(BIN) bench --cpu
+
+asan: deps
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZER=address check
+ubsan: deps
+	$(MAKE) BUILD=$(BUILD)/ubsan SANITIZER=undefined check
+tsan: deps
+	$(MAKE) BUILD=$(BUILD)/tsan SANITIZER=thread check
+
+# libFuzzer targets (clang), each run FUZZ_SECONDS from its corpus folder tests/fuzz/corpus/<name>.
+FUZZ_BUILD = $(BUILD)/fuzz
+fuzz: deps
+	$(MAKE) fuzz-build
+	@set -e; for src in $(FUZZ_SRCS); do \
+	  name=$$(basename $$src .c); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	  echo "== $$name for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$name $$corpus; \
+	done
+fuzz-build:
+	$(MAKE) CC=clang BUILD=$(FUZZ_BUILD) CUDA=0 OPENMP=0 \
+	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" \
+	  $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+$(FUZZ_BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+
+fixtures:
+	python3 tools/reference/make_fixtures.py
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

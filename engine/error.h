@@ -1,0 +1,44 @@
+/*
+ * error.h - error codes and messages shared by the engine.
+ *
+ * Engine functions return 0 on success or a negative ENG_E* code, and fill an
+ * optional eng_error with a message that names the thing at fault (file,
+ * tensor, field) and what was expected. Passing err == NULL is always allowed.
+ */
+#ifndef TTTD_ENGINE_ERROR_H
+#define TTTD_ENGINE_ERROR_H
+
+#include <stddef.h>
+
+enum {
+    ENG_OK = 0,
+    ENG_EINVAL = -1,       /* bad argument: shape, dtype, range */
+    ENG_ENOMEM = -2,       /* an allocation failed */
+    ENG_EIO = -3,          /* open/read/write/mmap failed */
+    ENG_EFORMAT = -4,      /* a file's content is malformed */
+    ENG_ENOTFOUND = -5,    /* a file, key or tensor is missing */
+    ENG_EUNSUPPORTED = -6, /* valid but not implemented (dtype, op on a backend) */
+    ENG_EDEVICE = -7,      /* a device (CUDA) call failed */
+    ENG_ECANCELED = -8,    /* work was canceled by the caller */
+};
+
+typedef struct eng_error {
+    int code;
+    char msg[512];
+} eng_error;
+
+/* A short constant description of a code ("invalid argument", ...). */
+const char *eng_strerror(int code);
+
+/*
+ * Records code and a printf-style message in err (if not NULL) and returns
+ * code, so callers can write `return eng_error_set(err, ENG_EINVAL, ...)`.
+ */
+int eng_error_set(eng_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends "prefix: " to an existing message (adds context on the way up). */
+int eng_error_prefix(eng_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * main.c - the tttd binary: parses the subcommand and hands over to it.
+ *
+ *   tttd serve      the HTTP daemon                      (not yet built)
+ *   tttd generate   offline text-to-image to a file      (not yet built)
+ *   tttd bench      engine benchmarks                    (not yet built)
+ *   tttd linearize  softmax checkpoint -> TTT checkpoint (not yet built)
+ *   tttd info       a model folder's components, configs, parameter counts
+ */
+#include "server/cmd_info.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TTTD_VERSION "0.1.0"
+
+typedef struct command {
+    const char *name;
+    const char *help;
+    int (*run)(int argc, char **argv); /* NULL: not built yet */
+} command;
+
+static int run_info(int argc, char **argv)
+{
+    return srv_cmd_info(argc, argv, stdout, stderr);
+}
+
+static const command commands[] = {
+    {"serve", "run the HTTP daemon", NULL},
+    {"generate", "generate images offline and write them to files", NULL},
+    {"bench", "time the engine", NULL},
+    {"linearize", "make a TTT checkpoint from a softmax one", NULL},
+    {"info", "print a model folder's components, configs and parameter counts", run_info},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tttd COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s%s\n", commands[i].name, commands[i].help,
+                commands[i].run ? "" : " (not yet available)");
+    fprintf(f, "\n`tttd COMMAND --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("tttd %s\n", TTTD_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        if (!commands[i].run) {
+            fprintf(stderr, "tttd: '%s' is not available in this build yet (see README, Status)\n",
+                    commands[i].name);
+            return 2;
+        }
+        return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "tttd: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
