@@ -12,15 +12,22 @@
 #   RUN_ARGS=...    arguments appended to `tttd serve` by `make run`
 
 CC ?= cc
+comma := ,
 BUILD ?= build
 SANITIZER ?=
 OPENMP ?= 1
 FUZZ_SECONDS ?= 60
 RUN_ARGS ?=
 
-# Recursive (=) on purpose: pkg-config is asked when a recipe runs, after `make deps`.
-PKG_CFLAGS = $(shell pkg-config --cflags jansson openblas 2>/dev/null)
-PKG_LIBS = $(or $(shell pkg-config --libs jansson openblas 2>/dev/null),-ljansson -lopenblas)
+# Recursive (=) on purpose: pkg-config and the folder look-ups run when a recipe runs, after
+# `make deps`. With OpenMP on, OpenBLAS's OpenMP build is preferred: it shares the kernels' thread
+# pool instead of starting its own threads that compete with it for the cores.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+BLAS_OMP_DIR = $(if $(filter 1,$(OPENMP)),$(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so))
+BLAS_CFLAGS = $(if $(BLAS_OMP_DIR),-I/usr/include/$(MULTIARCH)/openblas-openmp,$(shell pkg-config --cflags openblas 2>/dev/null))
+BLAS_LIBS = $(if $(BLAS_OMP_DIR),-L$(dir $(BLAS_OMP_DIR)) -Wl$(comma)-rpath$(comma)$(dir $(BLAS_OMP_DIR)) -lopenblas,$(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas))
+PKG_CFLAGS = $(shell pkg-config --cflags jansson 2>/dev/null) $(BLAS_CFLAGS)
+PKG_LIBS = $(or $(shell pkg-config --libs jansson 2>/dev/null),-ljansson) $(BLAS_LIBS)
 
 WARN = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 ifeq ($(CI),true)
@@ -43,6 +50,9 @@ endif
 ifeq ($(OPENMP),1)
 CFLAGS_ALL += -fopenmp
 LDFLAGS_ALL += -fopenmp
+else
+# Without OpenMP the kernels' `#pragma omp` lines are simply serial code.
+CFLAGS_ALL += -Wno-unknown-pragmas
 endif
 
 # ---- CUDA: built whenever nvcc is found, unless CUDA=0 ----
@@ -63,7 +73,6 @@ NVCCFLAGS = -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -I. -DTTTD_CUDA=1 \
 CFLAGS_ALL += -DTTTD_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS_ALL += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 endif
-comma := ,
 
 # ---- sources ----
 LIB_SRCS := $(sort $(wildcard engine/*.c kernels/cpu/*.c api/*.c server/*.c))
@@ -156,7 +165,7 @@ fuzz-build:
 	$(MAKE) CC=clang BUILD=$(FUZZ_BUILD) CUDA=0 OPENMP=0 \
 	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" \
 	  $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
-$(FUZZ_BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
+$(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
 
 fixtures:

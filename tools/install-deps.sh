@@ -3,7 +3,7 @@
 # Non-interactive (CI has no standard input); uses sudo when not root.
 set -eu
 
-PKGS="gcc make pkg-config curl python3 libopenblas-dev libjansson-dev libcriterion-dev
+PKGS="gcc make pkg-config curl python3 libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
 libmicrohttpd-dev libuv1-dev libturbojpeg0-dev libspng-dev clang libclang-rt-14-dev"
 
 missing=""
