@@ -71,9 +71,10 @@ const char *eng_safetensors_metadata(const eng_safetensors *st, const char *key)
 int eng_st_tensor_to_f32(const eng_st_tensor *t, float *dst, eng_error *err);
 
 /*
- * Writer (for tests and tools). Tensors are written in name order, data
- * 8-byte aligned relative to the data section start, with an optional
- * __metadata__. The writer copies names and data on add.
+ * Writer (for tests and tools). Header keys in name order, with an optional
+ * __metadata__; the data tiles the data section without gaps (the reference
+ * reader rejects gaps), 4-byte dtypes first, so each tensor is aligned to its
+ * element size. The writer copies names and data on add.
  */
 typedef struct eng_st_writer eng_st_writer;
 
