@@ -3,15 +3,10 @@
  * softmax. Element-wise ops read x[i] before writing y[i], so y may equal x.
  */
 #include "kernels/cpu/k_cpu.h"
+#include "kernels/cpu/k_cpu_internal.h"
 
 #include <math.h>
 
-#ifdef _OPENMP
-#define K_PRAGMA(x) _Pragma(#x)
-#define K_OMP_PARALLEL_FOR(cond) K_PRAGMA(omp parallel for schedule(static) if (cond))
-#else /* without -fopenmp an omp pragma would be an "unknown pragma" warning */
-#define K_OMP_PARALLEL_FOR(cond)
-#endif
 
 /* A transcendental per element: threads pay from a few ten thousand elements. */
 #define K_ACT_PAR_MIN (1 << 15)

@@ -6,21 +6,10 @@
  * count; the threads only split the index range.
  */
 #include "kernels/cpu/k_cpu.h"
+#include "kernels/cpu/k_cpu_internal.h"
 
 #include <string.h>
 
-#ifdef _OPENMP
-#define K_PRAGMA(x) _Pragma(#x)
-#define K_OMP_PARALLEL_FOR(cond) K_PRAGMA(omp parallel for schedule(static) if (cond))
-/* Each y[i] depends on inputs at index i only (safe in place); saying so spares the compiler
- * the run-time alias checks its -O2 cost model will not pay for, so the loop is vectorised. */
-#define K_OMP_SIMD K_PRAGMA(omp simd)
-#define K_OMP_PARALLEL_FOR_SIMD(cond) K_PRAGMA(omp parallel for simd schedule(static) if (cond))
-#else /* without -fopenmp an omp pragma would be an "unknown pragma" warning */
-#define K_OMP_PARALLEL_FOR(cond)
-#define K_OMP_SIMD
-#define K_OMP_PARALLEL_FOR_SIMD(cond)
-#endif
 
 /* One memory pass per element: threads only pay once there are ~256 KiB to stream. */
 #define K_EW_PAR_MIN (1 << 16)

@@ -10,23 +10,10 @@
  * also makes these safe in place.
  */
 #include "kernels/cpu/k_cpu.h"
+#include "kernels/cpu/k_cpu_internal.h"
 
 #include <math.h>
 
-#ifdef _OPENMP
-#define K_PRAGMA(x) _Pragma(#x)
-#define K_OMP_PARALLEL_FOR(cond) K_PRAGMA(omp parallel for schedule(static) if (cond))
-/* Lets the compiler split a sum into vector lanes: a fixed reordering chosen at compile time,
- * so still independent of the thread count. */
-#define K_OMP_SIMD_SUM(var) K_PRAGMA(omp simd reduction(+ : var))
-/* The per-element loops write y[c] from index c alone (safe in place); saying so spares the
- * compiler the run-time alias checks its -O2 cost model will not pay for. */
-#define K_OMP_SIMD K_PRAGMA(omp simd)
-#else /* without -fopenmp an omp pragma would be an "unknown pragma" warning */
-#define K_OMP_PARALLEL_FOR(cond)
-#define K_OMP_SIMD_SUM(var)
-#define K_OMP_SIMD
-#endif
 
 /* Below this many elements the threads cost more than they save. */
 #define K_NORM_PAR_MIN (1 << 15)
