@@ -1,0 +1,116 @@
+/*
+ * context.cu - the per-stream state of the GEMM-based ops (k_cuda_ctx: stream, cuBLAS and
+ * cuBLASLt handles, workspace, growing scratch) and the thread-local last-error message.
+ */
+#include <string.h>
+
+#include "kernels/cuda/k_cuda.h"
+#include "kernels/cuda/k_cuda_internal.h"
+
+/* cuBLASLt asks for 32 MiB on Hopper; cuBLAS shares the same buffer (never concurrently:
+ * both run in order on the one stream). */
+#define K_WORKSPACE_BYTES ((size_t)32 << 20)
+
+static thread_local char k_last_error[512];
+
+extern "C" void k_cuda_set_error(const char *file, int line, const char *what, const char *msg)
+{
+    const char *base = strrchr(file, '/');
+    snprintf(k_last_error, sizeof k_last_error, "%s:%d: %s: %s", base ? base + 1 : file, line,
+             what, msg);
+}
+
+extern "C" const char *k_cuda_last_error(void)
+{
+    return k_last_error;
+}
+
+extern "C" size_t k_dtype_size(k_dtype dt)
+{
+    return dt == K_F32 ? 4 : 2;
+}
+
+extern "C" int k_cuda_ctx_init(k_cuda_ctx *ctx, int device)
+{
+    cudaError_t e;
+    const char *what = "cudaSetDevice";
+
+    memset(ctx, 0, sizeof *ctx);
+    ctx->device = device;
+    if ((e = cudaSetDevice(device)) != cudaSuccess)
+        goto fail_cuda;
+    what = "cudaDeviceGetAttribute";
+    if ((e = cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, device)) !=
+        cudaSuccess)
+        goto fail_cuda;
+    what = "cudaStreamCreateWithFlags";
+    if ((e = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        goto fail_cuda;
+    what = "cudaMalloc(workspace)";
+    if ((e = cudaMalloc(&ctx->workspace, K_WORKSPACE_BYTES)) != cudaSuccess)
+        goto fail_cuda;
+    ctx->workspace_size = K_WORKSPACE_BYTES;
+    if (cublasCreate(&ctx->blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(ctx->blas, ctx->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(ctx->blas, ctx->workspace, ctx->workspace_size) !=
+            CUBLAS_STATUS_SUCCESS ||
+        cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS)
+        goto fail_blas;
+    if (cublasLtCreate(&ctx->lt) != CUBLAS_STATUS_SUCCESS)
+        goto fail_blas;
+    return 0;
+
+fail_cuda:
+    k_cuda_set_error(__FILE__, __LINE__, what, cudaGetErrorString(e));
+    k_cuda_ctx_free(ctx);
+    return -1;
+fail_blas:
+    k_cuda_set_error(__FILE__, __LINE__, "k_cuda_ctx_init", "cuBLAS/cuBLASLt handle setup failed");
+    k_cuda_ctx_free(ctx);
+    return -1;
+}
+
+extern "C" void k_cuda_ctx_free(k_cuda_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->stream)
+        cudaStreamSynchronize(ctx->stream);
+    k_lt_plans_free(ctx);
+    if (ctx->lt)
+        cublasLtDestroy(ctx->lt);
+    if (ctx->blas)
+        cublasDestroy(ctx->blas);
+    cudaFree(ctx->scratch);
+    cudaFree(ctx->workspace);
+    if (ctx->stream)
+        cudaStreamDestroy(ctx->stream);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+extern "C" void *k_cuda_ctx_scratch(k_cuda_ctx *ctx, size_t nbytes)
+{
+    cudaError_t e;
+
+    if (nbytes <= ctx->scratch_size)
+        return ctx->scratch;
+    /* Work already queued may still read the old buffer. */
+    e = cudaStreamSynchronize(ctx->stream);
+    if (e != cudaSuccess) {
+        k_cuda_set_error(__FILE__, __LINE__, "cudaStreamSynchronize", cudaGetErrorString(e));
+        return NULL;
+    }
+    cudaFree(ctx->scratch);
+    ctx->scratch = NULL;
+    ctx->scratch_size = 0;
+    /* Round up to 16 MiB so that slowly growing shapes do not reallocate every call. */
+    nbytes = (nbytes + ((size_t)16 << 20) - 1) & ~(((size_t)16 << 20) - 1);
+    e = cudaMalloc(&ctx->scratch, nbytes);
+    if (e != cudaSuccess) {
+        ctx->scratch = NULL;
+        k_cuda_set_error(__FILE__, __LINE__, "cudaMalloc(scratch)", cudaGetErrorString(e));
+        return NULL;
+    }
+    ctx->scratch_size = nbytes;
+    return ctx->scratch;
+}
