@@ -173,8 +173,12 @@ fuzz-build:
 $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
 
+# The PyTorch reference regenerates tests/fixtures/ (Debian's python3-torch; CI needs neither:
+# the fixtures are committed).
+PYTHON ?= /usr/bin/python3
 fixtures:
-	python3 tools/reference/make_fixtures.py
+	@$(PYTHON) -c 'import torch, numpy' 2>/dev/null || sh tools/install-deps.sh --reference
+	$(PYTHON) tools/reference/make_fixtures.py
 
 clean:
 	rm -rf $(BUILD)
