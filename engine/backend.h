@@ -115,6 +115,11 @@ struct eng_backend {
     int (*embedding)(eng_backend *be, eng_tensor *y, const eng_tensor *table, const eng_tensor *ids,
                      eng_error *err);
     int (*transpose)(eng_backend *be, eng_tensor *y, const eng_tensor *x, eng_error *err);
+    int (*permute)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const int *perm,
+                   eng_error *err);
+    int (*ttt)(eng_backend *be, eng_tensor *o, const eng_tensor *q, const eng_tensor *k,
+               const eng_tensor *v, const eng_tensor *w1, const eng_tensor *w2, int heads,
+               eng_error *err);
 };
 
 /* Backends. Each returns NULL on failure and fills err. */
@@ -187,5 +192,20 @@ int eng_op_attention(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, co
 int eng_op_embedding(eng_tensor *y, const eng_tensor *table, const eng_tensor *ids, eng_error *err);
 /* y[B, Y, X] = x[B, X, Y] (last two dims swapped; NCHW <-> NHWC with X = C, Y = H*W). */
 int eng_op_transpose(eng_tensor *y, const eng_tensor *x, eng_error *err);
+/* y = x with its dims reordered: y.shape[i] = x.shape[perm[i]] (perm a permutation of 0..ndim-1).
+ * Unpatchify is [B, h, w, p, q, C] -> perm {0, 5, 1, 3, 2, 4} -> [B, C, h, p, w, q]. */
+int eng_op_permute(eng_tensor *y, const eng_tensor *x, const int *perm, eng_error *err);
+/*
+ * The TTT inner model of DESIGN.md section 4, steps 4 and 5, for every sample b and head j:
+ * Q, K, V are the d-wide head slices of q, k, v [B, N, h*d] (K already instance-normalised and
+ * convolved, Q convolved); W1, W2 = w1[j], w2[j] with w1, w2 [h, d, d] shared by the batch;
+ * s = d^-1/2:
+ *   Z = K W1;  S = SiLU(Z);  E = (S W2 - V) * s / N
+ *   G2 = S^T E;  G1 = K^T [(E W2^T) * sig(Z) * (1 + Z (1 - sig(Z)))]
+ *   W1' = W1 - G1;  W2' = W2 - G2;  O = SiLU(Q W1') W2'  -> o [B, N, h*d] (heads merged).
+ * Every one of the N tokens takes part in the update and gets an output.
+ */
+int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const eng_tensor *v,
+               const eng_tensor *w1, const eng_tensor *w2, int heads, eng_error *err);
 
 #endif

@@ -319,6 +319,29 @@ static int cpu_transpose(eng_backend *be, eng_tensor *y, const eng_tensor *x, en
     return 0;
 }
 
+static int cpu_permute(eng_backend *be, eng_tensor *y, const eng_tensor *x, const int *perm,
+                       eng_error *err)
+{
+    (void)be;
+    (void)err;
+    k_cpu_permute(y->data, x->data, x->ndim, x->shape, perm, (int)eng_dtype_size(x->dtype));
+    return 0;
+}
+
+static int cpu_ttt(eng_backend *be, eng_tensor *o, const eng_tensor *q, const eng_tensor *k,
+                   const eng_tensor *v, const eng_tensor *w1, const eng_tensor *w2, int heads,
+                   eng_error *err)
+{
+    (void)be;
+    int rc = need_f32("ttt", o, err);
+    if (rc)
+        return rc;
+    if (k_cpu_ttt(F(o), CF(q), CF(k), CF(v), CF(w1), CF(w2), q->shape[0], q->shape[1], heads,
+                  q->shape[2] / heads))
+        return eng_error_set(err, ENG_ENOMEM, "ttt: cannot allocate scratch");
+    return 0;
+}
+
 eng_backend *eng_backend_cpu_create(eng_error *err)
 {
     eng_backend *be = calloc(1, sizeof *be);
@@ -352,5 +375,7 @@ eng_backend *eng_backend_cpu_create(eng_error *err)
     be->attention = cpu_attention;
     be->embedding = cpu_embedding;
     be->transpose = cpu_transpose;
+    be->permute = cpu_permute;
+    be->ttt = cpu_ttt;
     return be;
 }

@@ -325,6 +325,24 @@ static int cuda_transpose(eng_backend *be, eng_tensor *y, const eng_tensor *x, e
                                               x->shape[1], x->shape[2]));
 }
 
+static int cuda_permute(eng_backend *be, eng_tensor *y, const eng_tensor *x, const int *perm,
+                        eng_error *err)
+{
+    /* Any dtype: the kernel moves bits. */
+    return KRUN("permute", k_cuda_permute(stream_of(be), eng_dtype_size(x->dtype), y->data,
+                                          x->data, x->ndim, x->shape, perm));
+}
+
+static int cuda_ttt(eng_backend *be, eng_tensor *o, const eng_tensor *q, const eng_tensor *k,
+                    const eng_tensor *v, const eng_tensor *w1, const eng_tensor *w2, int heads,
+                    eng_error *err)
+{
+    DT("ttt", o);
+    return KRUN("ttt", k_cuda_ttt(kctx(be), dt, o->data, q->data, k->data, v->data, w1->data,
+                                  w2->data, q->shape[0], q->shape[1], heads,
+                                  q->shape[2] / heads));
+}
+
 /* ---- construction ---- */
 
 int eng_backend_cuda_available(void)
@@ -391,6 +409,8 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->attention = cuda_attention;
     be->embedding = cuda_embedding;
     be->transpose = cuda_transpose;
+    be->permute = cuda_permute;
+    be->ttt = cuda_ttt;
     return be;
 
 fail:

@@ -515,6 +515,69 @@ int eng_op_transpose(eng_tensor *y, const eng_tensor *x, eng_error *err)
     return DISPATCH(be, transpose, y, x, err);
 }
 
+int eng_op_permute(eng_tensor *y, const eng_tensor *x, const int *perm, eng_error *err)
+{
+    eng_backend *be = NULL;
+    char want[128];
+    int seen[ENG_MAX_DIMS] = {0};
+    TRY(backend_of("permute", "y", y, &be, err));
+    TRY(on_backend("permute", "x", x, be, err));
+    if (x->dtype != y->dtype)
+        return eng_error_set(err, ENG_EINVAL, "permute: x has dtype %s, y %s",
+                             eng_dtype_name(x->dtype), eng_dtype_name(y->dtype));
+    if (!perm)
+        return eng_error_set(err, ENG_EINVAL, "permute: perm is NULL");
+    for (int i = 0; i < x->ndim; i++) {
+        if (perm[i] < 0 || perm[i] >= x->ndim || seen[perm[i]]++)
+            return eng_error_set(err, ENG_EINVAL,
+                                 "permute: perm is not a permutation of 0..%d (perm[%d] = %d)",
+                                 x->ndim - 1, i, perm[i]);
+    }
+    int ok = y->ndim == x->ndim;
+    for (int i = 0; ok && i < x->ndim; i++)
+        ok = y->shape[i] == x->shape[perm[i]];
+    if (!ok) {
+        size_t n = (size_t)snprintf(want, sizeof want, "[");
+        for (int i = 0; i < x->ndim && n < sizeof want; i++)
+            n += (size_t)snprintf(want + n, sizeof want - n, i ? ", %lld" : "%lld",
+                                  (long long)x->shape[perm[i]]);
+        if (n < sizeof want)
+            snprintf(want + n, sizeof want - n, "]");
+        return shape_error("permute", "y", y, want, err);
+    }
+    return DISPATCH(be, permute, y, x, perm, err);
+}
+
+int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const eng_tensor *v,
+               const eng_tensor *w1, const eng_tensor *w2, int heads, eng_error *err)
+{
+    const char *op = "ttt";
+    eng_backend *be = NULL;
+    char want[96];
+    TRY(backend_of(op, "o", o, &be, err));
+    TRY(input(op, "q", q, be, o, err));
+    TRY(input(op, "k", k, be, o, err));
+    TRY(input(op, "v", v, be, o, err));
+    TRY(input(op, "w1", w1, be, o, err));
+    TRY(input(op, "w2", w2, be, o, err));
+    TRY(want_rank(op, "q", q, 3, 3, err));
+    TRY(want_same_shape(op, "k", k, q, "q", err));
+    TRY(want_same_shape(op, "v", v, q, "q", err));
+    TRY(want_same_shape(op, "o", o, q, "q", err));
+    if (heads < 1 || q->shape[2] % heads)
+        return eng_error_set(err, ENG_EINVAL, "ttt: %d heads do not divide %lld channels", heads,
+                             (long long)q->shape[2]);
+    int64_t d = q->shape[2] / heads;
+    snprintf(want, sizeof want, "[%d, %lld, %lld] ([h, d, d])", heads, (long long)d, (long long)d);
+    if (w1->ndim != 3 || w1->shape[0] != heads || w1->shape[1] != d || w1->shape[2] != d)
+        return shape_error(op, "w1", w1, want, err);
+    if (w2->ndim != 3 || w2->shape[0] != heads || w2->shape[1] != d || w2->shape[2] != d)
+        return shape_error(op, "w2", w2, want, err);
+    if (q->shape[1] < 1)
+        return eng_error_set(err, ENG_EINVAL, "ttt: needs at least one token");
+    return DISPATCH(be, ttt, o, q, k, v, w1, w2, heads, err);
+}
+
 void eng_backend_destroy(eng_backend *be)
 {
     if (be)

@@ -97,4 +97,16 @@ int64_t k_cpu_embedding(float *y, const float *table, const int32_t *ids, int64_
 /* y[B, Y, X] = x[B, X, Y]. */
 void k_cpu_transpose(float *y, const float *x, int64_t B, int64_t X, int64_t Y);
 
+/* y = x with dims reordered: y.shape[i] = shape[perm[i]]; ndim <= 6; any elem_size (2 and 4
+ * bytes are copied typed, others by memcpy): a permutation moves bits, whatever they encode. */
+void k_cpu_permute(void *y, const void *x, int ndim, const int64_t *shape, const int *perm,
+                   int elem_size);
+
+/*
+ * The TTT inner model (engine/backend.h, eng_op_ttt) per sample and head: q, k, v, o [B, N, h*d];
+ * w1, w2 [h, d, d]. Returns 0, or -1 when scratch memory cannot be allocated.
+ */
+int k_cpu_ttt(float *o, const float *q, const float *k, const float *v, const float *w1,
+              const float *w2, int64_t B, int64_t N, int64_t h, int64_t d);
+
 #endif

@@ -213,6 +213,19 @@ int k_cuda_attention(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const 
                      const void *v, const float *bias, int64_t B, int64_t Nq, int64_t Nk, int64_t h,
                      int64_t d, float scale, int causal);
 
+/* y = x with dims reordered: y.shape[i] = shape[perm[i]] (perm a permutation of 0..ndim-1,
+ * ndim <= 6); elements of esize bytes (1, 2, 4 or 8) are moved as raw bits. */
+int k_cuda_permute(cudaStream_t s, size_t esize, void *y, const void *x, int ndim,
+                   const int64_t *shape, const int *perm);
+
+/*
+ * The TTT inner model (engine/backend.h, eng_op_ttt; kernels/cpu/ttt.c is the reference) per
+ * sample and head: q, k, v, o [B, N, h*d], w1, w2 [h, d, d], all in dtype dt; every step in
+ * fp32 (cuBLAS, no TF32), scratch from ctx.
+ */
+int k_cuda_ttt(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k, const void *v,
+               const void *w1, const void *w2, int64_t B, int64_t N, int64_t h, int64_t d);
+
 #ifdef __cplusplus
 }
 #endif

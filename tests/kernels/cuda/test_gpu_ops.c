@@ -62,13 +62,13 @@ static float rng_uniform(float lo, float hi)
 enum {
     OP_CONVERT, OP_LINEAR, OP_LAYER_NORM, OP_RMS_NORM, OP_GROUP_NORM, OP_ACT, OP_SOFTMAX,
     OP_BINARY, OP_SCALE, OP_MODULATE, OP_GATED_ADD, OP_CONCAT, OP_SPLIT, OP_CONV2D, OP_UPSAMPLE,
-    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_COUNT
+    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_COUNT
 };
 
 static const char *op_names[OP_COUNT] = {
     "convert", "linear", "layer_norm", "rms_norm", "group_norm", "act", "softmax", "binary",
     "scale", "modulate", "gated_add", "concat_tokens", "split_tokens", "conv2d",
-    "upsample_nearest2x", "attention", "embedding", "transpose",
+    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt",
 };
 
 /* Flags. */
@@ -80,6 +80,7 @@ static const char *op_names[OP_COUNT] = {
 #define F_INPLACE 32 /* output aliases the first input */
 #define F_MISALIGN 64 /* every CUDA buffer starts one element past a 256-byte boundary */
 #define F_GEMM 128   /* attention: force the GEMM path */
+#define F_CHUNK 256  /* ttt: at most 2 heads per chunk (TTTD_CUDA_TTT_HEADS) */
 
 /*
  * p[] by op:
@@ -91,6 +92,8 @@ static const char *op_names[OP_COUNT] = {
  *   conv2d B, Cin, H, W, Cout, kh, kw, stride, pad, groups
  *   upsample B, C, H, W                 attention B, Nq, Nk, h, d
  *   embedding V, C, n                   transpose B, X, Y
+ *   permute ndim, shape[0..ndim-1], perm (one hex digit per entry, perm[0] first: 0x051324)
+ *   ttt B, N, h, d
  */
 typedef struct tcase {
     int op;
@@ -228,6 +231,25 @@ static const tcase cases[] = {
     CASE(OP_TRANSPOSE, 0, 0, 0, 2, 3, 5),
     CASE(OP_TRANSPOSE, 0, 0, 0, 3, 33, 65),
     CASE(OP_TRANSPOSE, 0, 0, 1, 1, 1536, 4096), /* NCHW <-> NHWC */
+
+    /* permute: ndim, shape..., perm as hex digits */
+    CASE(OP_PERMUTE, 0, 0, 0, 6, 2, 4, 6, 2, 2, 16, 0x051324),  /* unpatchify, tiny */
+    CASE(OP_PERMUTE, 0, 0, 1, 6, 2, 64, 64, 2, 2, 16, 0x051324), /* unpatchify, 1024 px */
+    CASE(OP_PERMUTE, 0, 0, 0, 6, 2, 16, 4, 2, 6, 2, 0x024351),  /* patchify */
+    CASE(OP_PERMUTE, 0, 0, 0, 6, 2, 3, 4, 5, 6, 7, 0x543210),   /* reversal */
+    CASE(OP_PERMUTE, 0, 0, 0, 3, 3, 5, 7, 0x012),               /* identity: a copy */
+    CASE(OP_PERMUTE, 0, 0, 0, 4, 4, 3, 5, 8, 0x2013),           /* last dim kept */
+    CASE(OP_PERMUTE, 0, 0, 0, 4, 1, 5, 1, 3, 0x3210),           /* size-1 dims */
+    CASE(OP_PERMUTE, F_MISALIGN, 0, 0, 3, 2, 33, 65, 0x021),
+
+    /* ttt: B, N, h, d */
+    CASE(OP_TTT, 0, 0, 0, 1, 1, 1, 16),
+    CASE(OP_TTT, 0, 0, 0, 2, 29, 2, 16),          /* the tiny test model: 24 + 5 tokens */
+    CASE(OP_TTT, 0, 0, 0, 2, 7, 3, 5),            /* odd d: unaligned rows */
+    CASE(OP_TTT, 0, 0, 0, 2, 200, 2, 64),
+    CASE(OP_TTT, F_MISALIGN, 0, 0, 1, 33, 2, 32),
+    CASE(OP_TTT, F_CHUNK, 0, 0, 2, 50, 5, 16),    /* heads in chunks of 2, 2, 1 */
+    CASE(OP_TTT, 0, 0, 1, 2, 4096 + 333, 24, 64), /* SD3.5-M joint module at 1024 px */
 };
 
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
@@ -276,6 +298,15 @@ static tspec absent(void)
     memset(&s, 0, sizeof s);
     s.ndim = -1;
     return s;
+}
+
+/* A permute case's perm: p[0] hex digits of p[1 + ndim], perm[0] the most significant. */
+static void perm_of(const tcase *c, int *perm)
+{
+    int nd = (int)c->p[0];
+    int64_t code = c->p[1 + nd];
+    for (int i = nd - 1; i >= 0; i--, code >>= 4)
+        perm[i] = (int)(code & 0xf);
 }
 
 static void build(const tcase *c, layout *L)
@@ -422,6 +453,33 @@ static void build(const tcase *c, layout *L)
         L->nout = 1;
         L->out[0] = SPEC(0, 0, p[0], p[2], p[1]);
         break;
+    case OP_PERMUTE: {
+        int nd = (int)p[0], perm[ENG_MAX_DIMS];
+        int64_t ys[ENG_MAX_DIMS];
+        perm_of(c, perm);
+        for (int i = 0; i < nd; i++)
+            ys[i] = p[1 + perm[i]];
+        L->nin = 1;
+        L->in[0] = spec(nd, p + 1, -2, 2);
+        L->nout = 1;
+        L->out[0] = spec(nd, ys, 0, 0);
+        break;
+    }
+    case OP_TTT: {
+        /* The scales the model feeds: unit-variance q and k (k instance-normalised), fast
+         * weights of std 0.2 (the test fixtures' initialisation). */
+        int64_t B = p[0], N = p[1], h = p[2], d = p[3];
+        L->nin = 5;
+        L->in[0] = SPEC(-1.7f, 1.7f, B, N, h * d);
+        L->in[1] = SPEC(-1.7f, 1.7f, B, N, h * d);
+        L->in[2] = SPEC(-1, 1, B, N, h * d);
+        L->in[3] = SPEC(-0.35f, 0.35f, h, d, d);
+        L->in[4] = SPEC(-0.35f, 0.35f, h, d, d);
+        L->nout = 1;
+        L->out[0] = SPEC(0, 0, B, N, h * d);
+        L->flops = 14.0 * B * h * N * d * d; /* seven N x d x d GEMMs per head */
+        break;
+    }
     }
 }
 
@@ -455,6 +513,12 @@ static int call(const tcase *c, eng_tensor *out, eng_tensor **in, eng_error *err
     }
     case OP_EMBEDDING: return eng_op_embedding(&out[0], in[0], in[1], err);
     case OP_TRANSPOSE: return eng_op_transpose(&out[0], in[0], err);
+    case OP_PERMUTE: {
+        int perm[ENG_MAX_DIMS];
+        perm_of(c, perm);
+        return eng_op_permute(&out[0], in[0], perm, err);
+    }
+    case OP_TTT: return eng_op_ttt(&out[0], in[0], in[1], in[2], in[3], in[4], (int)p[2], err);
     }
     return eng_error_set(err, ENG_EINVAL, "unknown op %d", c->op);
 }
@@ -487,6 +551,17 @@ static void describe(const tcase *c, char *buf, size_t len)
         n = snprintf(buf, len, "%lld %s->%s", (long long)p[0], eng_dtype_name((eng_dtype)p[1]),
                      eng_dtype_name((eng_dtype)p[2]));
         break;
+    case OP_PERMUTE: {
+        char s[96];
+        eng_tensor t = eng_tensor_view(NULL, NULL, ENG_DTYPE_F32, (int)p[0], p + 1);
+        n = snprintf(buf, len, "%s perm %0*llx", eng_shape_str(&t, s, sizeof s), (int)p[0],
+                     (unsigned long long)p[1 + p[0]]);
+        break;
+    }
+    case OP_TTT:
+        n = snprintf(buf, len, "B%lld N%lld h%lld d%lld", (long long)p[0], (long long)p[1],
+                     (long long)p[2], (long long)p[3]);
+        break;
     default: {
         layout L;
         char s[96];
@@ -504,8 +579,8 @@ static void describe(const tcase *c, char *buf, size_t len)
     }
     }
     const char *tags[] = {"+b", "+w", " causal", " bias", " masked", " inplace", " misaligned",
-                          " gemm"};
-    for (int i = 0; i < 8 && n >= 0 && (size_t)n < len; i++)
+                          " gemm", " chunked"};
+    for (int i = 0; i < 9 && n >= 0 && (size_t)n < len; i++)
         if (fl & (1 << i))
             n += snprintf(buf + n, len - (size_t)n, "%s", tags[i]);
 }
@@ -774,10 +849,13 @@ static void run_case(const tcase *c, eng_dtype dt)
     }
     if (c->flags & F_GEMM)
         setenv("TTTD_CUDA_ATTN", "gemm", 1);
+    if (c->flags & F_CHUNK)
+        setenv("TTTD_CUDA_TTT_HEADS", "2", 1);
     rc = call(c, gout_t, gin_p, &err);
     if (!rc)
         rc = gpu->synchronize(gpu) ? eng_error_set(&err, ENG_EDEVICE, "synchronize failed") : 0;
     unsetenv("TTTD_CUDA_ATTN");
+    unsetenv("TTTD_CUDA_TTT_HEADS");
     if (rc) {
         report(c, mode, 0, "cuda op failed: %s", err.msg);
         goto done;
