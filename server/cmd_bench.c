@@ -1,0 +1,524 @@
+/*
+ * cmd_bench.c - `tttd bench`: times the MMDiT transformer on the CPU backend.
+ *
+ * Without --model it writes a random-weight SD3 transformer of a small fixed shape into a
+ * temporary folder (diffusers layout, every tensor SD3Transformer2DModel has, plus the TTT
+ * tensors of the chosen map), loads it like any model and removes the folder. Then it times one
+ * transformer forward (or, with --steps, a whole denoising loop) R times after one warm-up and
+ * prints the median and the minimum.
+ */
+#include "server/cmd_bench.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "engine/config.h"
+#include "engine/mmdit.h"
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+#include "engine/sampler.h"
+
+/* The random model: like the tiny test fixtures, a bit larger, SD3.5-like in its parts. */
+#define RND_LAYERS 4
+#define RND_HEADS 4
+#define RND_HEAD_DIM 32
+#define RND_CHANNELS 16
+#define RND_JOINT_DIM 64
+#define RND_POOLED_DIM 64
+#define RND_POS_MAX 64
+#define RND_DUAL_LAYERS                                                                            \
+    2 /* blocks 0 .. RND_DUAL_LAYERS-1 have attn2, as SD3.5-Medium's first half */
+
+typedef struct bench_opts {
+    const char *model; /* NULL: the random model */
+    const char *ttt;   /* the random model's TTT preset */
+    int width, height, batch, tokens, steps, repeat;
+    double guidance;
+} bench_opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tttd bench [--cpu] [--model PATH] [--ttt MAP] [--width W --height H]\n"
+            "                  [--batch B] [--tokens T] [--steps N [--guidance G]] [--repeat R]\n"
+            "\n"
+            "Times the MMDiT transformer: one forward pass of a batch (default), or a whole\n"
+            "denoising loop with --steps. Runs once to warm up, then R timed runs; prints the\n"
+            "model's shape, the input sizes, and the median and minimum time. Informative only:\n"
+            "results depend on the machine, its load and OMP_NUM_THREADS.\n"
+            "\n"
+            "  --cpu          the CPU backend (the default, and the only one for now)\n"
+            "  --model PATH   a transformer folder (config.json + *.safetensors), a pipeline\n"
+            "                 folder (its transformer/), or an SAI single-file .safetensors;\n"
+            "                 default: a random-weight model of %d blocks, %d heads x %d,\n"
+            "                 %d latent channels, dual attention in blocks 0-%d\n"
+            "  --ttt MAP      the random model's TTT map: none (default), all, sd35-t5\n"
+            "  --width W      image width in pixels (default 256; latent W/8); a multiple of\n"
+            "                 8 x patch size\n"
+            "  --height H     image height in pixels (default 256)\n"
+            "  --batch B      samples per forward (default 1)\n"
+            "  --tokens T     text tokens (default 333, as SD3's prompt encoding, with --model;\n"
+            "                 32 for the random model)\n"
+            "  --steps N      time an N-step denoising loop instead of one forward (default 0)\n"
+            "  --guidance G   the loop's guidance scale (default 1: no unconditional pass;\n"
+            "                 above 1 every forward holds 2B rows)\n"
+            "  --repeat R     timed runs (default 5)\n"
+            "  --help         print this help\n",
+            RND_LAYERS, RND_HEADS, RND_HEAD_DIM, RND_CHANNELS, RND_DUAL_LAYERS - 1);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- the random model ---- */
+
+typedef struct rnd_writer {
+    eng_st_writer *w;
+    uint64_t state; /* splitmix64 */
+    eng_error *err;
+} rnd_writer;
+
+static int rnd_tensor(rnd_writer *rw, const char *name, int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v)
+        return eng_error_set(rw->err, ENG_ENOMEM, "random model: out of memory for %s", name);
+    /* Uniform on [-0.05, 0.05): small values keep activations in a normal range, and a cheap
+     * generator keeps the set-up short; the timing does not depend on the values. */
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t z = (rw->state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        v[i] = (float)((double)(z >> 11) * 0x1.0p-53 * 0.1 - 0.05);
+    }
+    int rc = eng_st_writer_add(rw->w, name, ENG_DTYPE_F32, ndim, shape, v, rw->err);
+    free(v);
+    return rc;
+}
+
+static int rnd_linear(rnd_writer *rw, const char *pre, int64_t O, int64_t K)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight", pre);
+    int rc = rnd_tensor(rw, name, 2, (const int64_t[]){O, K});
+    snprintf(name, sizeof name, "%s.bias", pre);
+    return rc ? rc : rnd_tensor(rw, name, 1, (const int64_t[]){O});
+}
+
+#define RTRY(expr)                                                                                 \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
+    } while (0)
+
+/* Every tensor of one attention module, as diffusers names them (and the TTT ones). */
+static int rnd_attn(rnd_writer *rw, int blk, const char *mod, int joint, int add_out, int ttt)
+{
+    const int64_t C = RND_HEADS * RND_HEAD_DIM, d = RND_HEAD_DIM, h = RND_HEADS;
+    static const char *const proj[] = {"to_q", "to_k", "to_v", "to_out.0"};
+    static const char *const add_proj[] = {"add_q_proj", "add_k_proj", "add_v_proj"};
+    char pre[128];
+    for (int j = 0; j < 4; j++) {
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s", blk, mod, proj[j]);
+        RTRY(rnd_linear(rw, pre, C, C));
+    }
+    const char *norms[4] = {"norm_q", "norm_k", "norm_added_q", "norm_added_k"};
+    for (int j = 0; j < (joint ? 4 : 2); j++) {
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s.weight", blk, mod, norms[j]);
+        RTRY(rnd_tensor(rw, pre, 1, (const int64_t[]){d}));
+    }
+    for (int j = 0; joint && j < 3; j++) {
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s", blk, mod, add_proj[j]);
+        RTRY(rnd_linear(rw, pre, C, C));
+    }
+    if (joint && add_out) {
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.to_add_out", blk, mod);
+        RTRY(rnd_linear(rw, pre, C, C));
+    }
+    if (!ttt)
+        return 0;
+    const char *sq[2] = {"w1", "w2"}, *conv[2] = {"q_conv", "k_conv"};
+    for (int j = 0; j < 2; j++) {
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s", blk, mod, sq[j]);
+        RTRY(rnd_tensor(rw, pre, 3, (const int64_t[]){h, d, d}));
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s.weight", blk, mod, conv[j]);
+        RTRY(rnd_tensor(rw, pre, 4, (const int64_t[]){C, 1, 3, 3}));
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s.bias", blk, mod, conv[j]);
+        RTRY(rnd_tensor(rw, pre, 1, (const int64_t[]){C}));
+    }
+    return 0;
+}
+
+/* Writes config.json and the weights of the random model into dir, using the parsed config. */
+static int rnd_model_write(const char *dir, const char *ttt, eng_error *err)
+{
+    char path[PATH_MAX + 48], json[1024];
+    const int64_t C = RND_HEADS * RND_HEAD_DIM, p = 2;
+    snprintf(json, sizeof json,
+             "{\"_class_name\": \"SD3Transformer2DModel\", \"sample_size\": 32, \"patch_size\": "
+             "2, \"in_channels\": %d, \"out_channels\": %d, \"num_layers\": %d, "
+             "\"attention_head_dim\": %d, \"num_attention_heads\": %d, \"joint_attention_dim\": "
+             "%d, \"caption_projection_dim\": %lld, \"pooled_projection_dim\": %d, "
+             "\"pos_embed_max_size\": %d, \"dual_attention_layers\": [0, 1], \"qk_norm\": "
+             "\"rms_norm\", \"ttt\": {\"preset\": \"%s\"}}\n",
+             RND_CHANNELS, RND_CHANNELS, RND_LAYERS, RND_HEAD_DIM, RND_HEADS, RND_JOINT_DIM,
+             (long long)C, RND_POOLED_DIM, RND_POS_MAX, ttt);
+    eng_transformer_config cfg;
+    RTRY(eng_config_parse_transformer(json, strlen(json), "random model config", &cfg, err));
+
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(json, f) < 0 || fclose(f) != 0)
+        return eng_error_set(err, ENG_EIO, "%s: cannot write: %s", path, strerror(errno));
+
+    rnd_writer rw = {.state = 0x7474746462656e63ull, .err = err};
+    RTRY(eng_st_writer_init(&rw.w, err));
+    int rc = 0;
+#define W(expr)                                                                                    \
+    do {                                                                                           \
+        if ((rc = (expr)))                                                                         \
+            goto done;                                                                             \
+    } while (0)
+    W(rnd_tensor(&rw, "pos_embed.pos_embed", 3,
+                 (const int64_t[]){1, RND_POS_MAX * RND_POS_MAX, C}));
+    W(rnd_tensor(&rw, "pos_embed.proj.weight", 4, (const int64_t[]){C, RND_CHANNELS, p, p}));
+    W(rnd_tensor(&rw, "pos_embed.proj.bias", 1, (const int64_t[]){C}));
+    W(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_1", C, 256));
+    W(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_2", C, C));
+    W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_1", C, RND_POOLED_DIM));
+    W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_2", C, C));
+    W(rnd_linear(&rw, "context_embedder", C, RND_JOINT_DIM));
+    for (int i = 0; i < RND_LAYERS; i++) {
+        char pre[96];
+        int last = i == RND_LAYERS - 1;
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.norm1.linear", i);
+        W(rnd_linear(&rw, pre, (cfg.dual_attention[i] ? 9 : 6) * C, C));
+        snprintf(pre, sizeof pre, "transformer_blocks.%d.norm1_context.linear", i);
+        W(rnd_linear(&rw, pre, (last ? 2 : 6) * C, C));
+        W(rnd_attn(&rw, i, "attn", 1, !last, cfg.ttt_attn[i]));
+        if (cfg.dual_attention[i])
+            W(rnd_attn(&rw, i, "attn2", 0, 0, cfg.ttt_attn2[i]));
+        const char *ffs[2] = {"ff", "ff_context"};
+        for (int j = 0; j < (last ? 1 : 2); j++) {
+            snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.net.0.proj", i, ffs[j]);
+            W(rnd_linear(&rw, pre, 4 * C, C));
+            snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.net.2", i, ffs[j]);
+            W(rnd_linear(&rw, pre, C, 4 * C));
+        }
+    }
+    W(rnd_linear(&rw, "norm_out.linear", 2 * C, C));
+    W(rnd_linear(&rw, "proj_out", p * p * RND_CHANNELS, C));
+#undef W
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    rc = eng_st_writer_write(rw.w, path, err);
+done:
+    eng_st_writer_free(rw.w);
+    return rc;
+}
+
+/* Makes, loads and removes the random model. */
+static int rnd_model_load(eng_mmdit **m, const char *ttt, eng_backend *be, eng_error *err)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[PATH_MAX], path[PATH_MAX + 48];
+    snprintf(dir, sizeof dir, "%s/tttd-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        return eng_error_set(err, ENG_EIO, "%s: cannot make a temporary folder: %s", dir,
+                             strerror(errno));
+    int rc = rnd_model_write(dir, ttt, err);
+    if (!rc)
+        rc = eng_mmdit_load(m, dir, be, ENG_DTYPE_F32, err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+    return rc;
+}
+
+/* ---- the timed runs ---- */
+
+typedef struct bench_inputs {
+    eng_tensor x, out, ctx, pooled;
+    float *t, *g;
+    int64_t B, C, H, W;
+} bench_inputs;
+
+static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_config *c,
+                       const bench_opts *o, eng_error *err)
+{
+    memset(in, 0, sizeof *in);
+    in->B = o->batch, in->C = c->in_channels, in->H = o->height / 8, in->W = o->width / 8;
+    const int64_t xs[4] = {in->B, in->C, in->H, in->W};
+    const int64_t cs[3] = {in->B, o->tokens, c->joint_attention_dim};
+    const int64_t ps[2] = {in->B, c->pooled_projection_dim};
+    RTRY(eng_tensor_init(&in->x, be, ENG_DTYPE_F32, 4, xs, err));
+    RTRY(eng_tensor_init(&in->out, be, ENG_DTYPE_F32, 4, xs, err));
+    RTRY(eng_tensor_init(&in->ctx, be, ENG_DTYPE_F32, 3, cs, err));
+    RTRY(eng_tensor_init(&in->pooled, be, ENG_DTYPE_F32, 2, ps, err));
+    in->t = malloc((size_t)in->B * sizeof *in->t);
+    in->g = malloc((size_t)in->B * sizeof *in->g);
+    if (!in->t || !in->g)
+        return eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
+    eng_tensor *fill[3] = {&in->x, &in->ctx, &in->pooled};
+    for (int k = 0; k < 3; k++) {
+        int64_t n = eng_tensor_numel(fill[k]);
+        float *h = malloc((size_t)n * sizeof *h);
+        if (!h)
+            return eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
+        eng_rng_normal((uint64_t)k, 0, h, n);
+        int rc = eng_tensor_upload(fill[k], h, err);
+        free(h);
+        RTRY(rc);
+    }
+    for (int64_t b = 0; b < in->B; b++)
+        in->t[b] = 500.0f, in->g[b] = (float)o->guidance;
+    return 0;
+}
+
+static void inputs_free(bench_inputs *in)
+{
+    eng_tensor_free(&in->x), eng_tensor_free(&in->out);
+    eng_tensor_free(&in->ctx), eng_tensor_free(&in->pooled);
+    free(in->t), free(in->g);
+}
+
+/* One timed unit: a forward, or a whole loop (from the same initial latents each time). */
+static int run_once(eng_mmdit *m, bench_inputs *in, const bench_opts *o,
+                    const eng_scheduler_config *sch, double *ms, eng_error *err)
+{
+    eng_backend *be = eng_mmdit_backend(m);
+    double t0 = now_ms();
+    if (o->steps == 0) {
+        RTRY(eng_mmdit_forward(m, &in->x, in->t, &in->ctx, &in->pooled, &in->out, err));
+    } else {
+        RTRY(eng_op_convert(&in->out, &in->x, err)); /* the loop works on a copy */
+        eng_denoise_params p = {
+            .steps = o->steps,
+            .scheduler = sch,
+            .guidance = in->g,
+            .ctx = &in->ctx,
+            .pooled = &in->pooled,
+            .neg_ctx = &in->ctx, /* the same embeddings: the cost is what matters */
+            .neg_pooled = &in->pooled,
+        };
+        RTRY(eng_denoise(m, &in->out, &p, err));
+    }
+    if (be->synchronize && be->synchronize(be))
+        return eng_error_set(err, ENG_EDEVICE, "bench: %s: synchronize failed", be->name);
+    *ms = now_ms() - t0;
+    return 0;
+}
+
+static void print_setup(FILE *out, const bench_opts *o, const eng_transformer_config *c,
+                        const bench_inputs *in, eng_backend *be)
+{
+    int p = c->patch_size;
+    fprintf(out, "tttd bench: %s on %s (F32)\n",
+            o->steps ? "denoising loop" : "transformer forward", be->name);
+    fprintf(out, "model: %s\n", o->model ? o->model : "random weights (no --model)");
+    fprintf(out,
+            "  %d blocks, %d heads x %d (inner %d), patch %d, %d latent channels, "
+            "dual attention in %d blocks, TTT map %s (%d modules), joint dim %d, pooled dim %d\n",
+            c->num_layers, c->num_attention_heads, c->attention_head_dim, c->inner_dim, p,
+            c->in_channels, c->num_dual_attention_layers, eng_ttt_preset_name(c->ttt_preset),
+            c->num_ttt_modules, c->joint_attention_dim, c->pooled_projection_dim);
+    fprintf(out,
+            "input: batch %lld, %dx%d px -> latent %lldx%lldx%lld (%lld image tokens), "
+            "%d text tokens\n",
+            (long long)in->B, o->width, o->height, (long long)in->C, (long long)in->H,
+            (long long)in->W, (long long)((in->H / p) * (in->W / p)), o->tokens);
+    if (o->steps)
+        fprintf(out, "loop: %d steps, guidance %g (%lld rows per forward)\n", o->steps, o->guidance,
+                (long long)(o->guidance > 1.0 ? 2 * in->B : in->B));
+}
+
+static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
+{
+    eng_backend *be = eng_backend_cpu_create(err);
+    eng_mmdit *m = NULL;
+    bench_inputs in;
+    double *ms = NULL;
+    int rc;
+
+    memset(&in, 0, sizeof in);
+    if (!be)
+        return err->code ? err->code : ENG_EDEVICE;
+    if (o->model) {
+        char tr[PATH_MAX + 16];
+        struct stat sb;
+        snprintf(tr, sizeof tr, "%s/transformer", o->model);
+        rc = eng_mmdit_load(&m, stat(tr, &sb) == 0 && S_ISDIR(sb.st_mode) ? tr : o->model, be,
+                            ENG_DTYPE_F32, err);
+    } else {
+        rc = rnd_model_load(&m, o->ttt, be, err);
+    }
+    if (rc)
+        goto done;
+    const eng_transformer_config *c = eng_mmdit_config(m);
+    int unit = 8 * c->patch_size;
+    if (o->width % unit || o->height % unit) {
+        rc = eng_error_set(err, ENG_EINVAL,
+                           "--width %d / --height %d: must be multiples of %d "
+                           "(8 x patch size)",
+                           o->width, o->height, unit);
+        goto done;
+    }
+    if ((rc = inputs_make(&in, be, c, o, err)))
+        goto done;
+    /* SD3.5's scheduler: only the loop uses it. */
+    const char *sch_json = "{\"shift\": 3.0}";
+    eng_scheduler_config sch;
+    if ((rc = eng_config_parse_scheduler(sch_json, strlen(sch_json), "bench scheduler", &sch, err)))
+        goto done;
+    print_setup(out, o, c, &in, be);
+    fflush(out);
+
+    ms = malloc((size_t)o->repeat * sizeof *ms);
+    double warm;
+    if (!ms) {
+        rc = eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
+        goto done;
+    }
+    if ((rc = run_once(m, &in, o, &sch, &warm, err)))
+        goto done;
+    for (int r = 0; r < o->repeat; r++)
+        if ((rc = run_once(m, &in, o, &sch, &ms[r], err)))
+            goto done;
+    qsort(ms, (size_t)o->repeat, sizeof *ms, cmp_double);
+    double med =
+        o->repeat % 2 ? ms[o->repeat / 2] : 0.5 * (ms[o->repeat / 2 - 1] + ms[o->repeat / 2]);
+    fprintf(out, "%s: median %.3f ms, min %.3f ms over %d runs (warm-up %.3f ms)\n",
+            o->steps ? "loop" : "forward", med, ms[0], o->repeat, warm);
+    if (o->steps)
+        fprintf(out, "per step: median %.3f ms\n", med / o->steps);
+done:
+    free(ms);
+    inputs_free(&in);
+    eng_mmdit_free(m);
+    eng_backend_destroy(be);
+    return rc;
+}
+
+/* ---- arguments ---- */
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
+{
+    bench_opts o = {.ttt = "none",
+                    .width = 256,
+                    .height = 256,
+                    .batch = 1,
+                    .tokens = -1,
+                    .repeat = 5,
+                    .guidance = 1.0};
+    static const struct {
+        const char *name;
+        int lo, hi;
+        size_t off;
+    } ints[] = {
+        {"--width", 8, 16384, offsetof(bench_opts, width)},
+        {"--height", 8, 16384, offsetof(bench_opts, height)},
+        {"--batch", 1, 1024, offsetof(bench_opts, batch)},
+        {"--tokens", 1, 4096, offsetof(bench_opts, tokens)},
+        {"--steps", 0, ENG_SAMPLER_MAX_STEPS, offsetof(bench_opts, steps)},
+        {"--repeat", 1, 10000, offsetof(bench_opts, repeat)},
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(out);
+            return 0;
+        }
+        if (strcmp(a, "--cpu") == 0)
+            continue;
+        int takes_value =
+            strcmp(a, "--model") == 0 || strcmp(a, "--ttt") == 0 || strcmp(a, "--guidance") == 0;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+            takes_value |= strcmp(a, ints[k].name) == 0;
+        if (!takes_value) {
+            fprintf(errout, "tttd bench: unknown option %s\n", a);
+            usage(errout);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(errout, "tttd bench: %s needs a value\n", a);
+            usage(errout);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--model") == 0) {
+            o.model = v;
+        } else if (strcmp(a, "--ttt") == 0) {
+            if (strcmp(v, "none") && strcmp(v, "all") && strcmp(v, "sd35-t5")) {
+                fprintf(errout, "tttd bench: --ttt %s: expected none, all or sd35-t5\n", v);
+                return 2;
+            }
+            o.ttt = v;
+        } else if (strcmp(a, "--guidance") == 0) {
+            char *end;
+            o.guidance = strtod(v, &end);
+            if (end == v || *end || !(o.guidance >= 0.0 && o.guidance <= 100.0)) {
+                fprintf(errout, "tttd bench: --guidance %s: expected a number in [0, 100]\n", v);
+                return 2;
+            }
+        } else {
+            for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+                if (strcmp(a, ints[k].name) != 0)
+                    continue;
+                if (parse_int(v, ints[k].lo, ints[k].hi, (int *)((char *)&o + ints[k].off))) {
+                    fprintf(errout, "tttd bench: %s %s: expected an integer in [%d, %d]\n", a, v,
+                            ints[k].lo, ints[k].hi);
+                    return 2;
+                }
+            }
+        }
+    }
+    if (o.model && strcmp(o.ttt, "none") != 0) {
+        fprintf(errout, "tttd bench: --ttt applies to the random model only (--model's config "
+                        "holds its own map)\n");
+        return 2;
+    }
+    if (o.tokens < 0)
+        o.tokens = o.model ? 333 : 32;
+
+    eng_error err = {0};
+    if (bench_run(&o, out, &err) != 0) {
+        fprintf(errout, "tttd bench: %s\n", err.msg[0] ? err.msg : eng_strerror(err.code));
+        return 1;
+    }
+    return 0;
+}
