@@ -3,10 +3,11 @@
  *
  *   tttd serve      the HTTP daemon                      (not yet built)
  *   tttd generate   offline text-to-image to a file      (not yet built)
- *   tttd bench      engine benchmarks                    (not yet built)
+ *   tttd bench      time the engine (a transformer forward or a denoising loop)
  *   tttd linearize  softmax checkpoint -> TTT checkpoint (not yet built)
  *   tttd info       a model folder's components, configs, parameter counts
  */
+#include "server/cmd_bench.h"
 #include "server/cmd_info.h"
 
 #include <stdio.h>
@@ -25,10 +26,15 @@ static int run_info(int argc, char **argv)
     return srv_cmd_info(argc, argv, stdout, stderr);
 }
 
+static int run_bench(int argc, char **argv)
+{
+    return srv_cmd_bench(argc, argv, stdout, stderr);
+}
+
 static const command commands[] = {
     {"serve", "run the HTTP daemon", NULL},
     {"generate", "generate images offline and write them to files", NULL},
-    {"bench", "time the engine", NULL},
+    {"bench", "time the engine", run_bench},
     {"linearize", "make a TTT checkpoint from a softmax one", NULL},
     {"info", "print a model folder's components, configs and parameter counts", run_info},
 };
