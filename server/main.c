@@ -4,11 +4,12 @@
  *   tttd serve      the HTTP daemon                      (not yet built)
  *   tttd generate   offline text-to-image to a file      (not yet built)
  *   tttd bench      time the engine (a transformer forward or a denoising loop)
- *   tttd linearize  softmax checkpoint -> TTT checkpoint (not yet built)
+ *   tttd linearize  softmax checkpoint -> TTT checkpoint (weight inheritance)
  *   tttd info       a model folder's components, configs, parameter counts
  */
 #include "server/cmd_bench.h"
 #include "server/cmd_info.h"
+#include "server/cmd_linearize.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -31,11 +32,16 @@ static int run_bench(int argc, char **argv)
     return srv_cmd_bench(argc, argv, stdout, stderr);
 }
 
+static int run_linearize(int argc, char **argv)
+{
+    return srv_cmd_linearize(argc, argv, stdout, stderr);
+}
+
 static const command commands[] = {
     {"serve", "run the HTTP daemon", NULL},
     {"generate", "generate images offline and write them to files", NULL},
     {"bench", "time the engine", run_bench},
-    {"linearize", "make a TTT checkpoint from a softmax one", NULL},
+    {"linearize", "make a TTT checkpoint from a softmax one", run_linearize},
     {"info", "print a model folder's components, configs and parameter counts", run_info},
 };
 
