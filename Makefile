@@ -93,7 +93,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
 LIB := $(BUILD)/libtttd.a
 BIN := $(BUILD)/tttd
 UNIT_BIN := $(BUILD)/tests/unit
-GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops)
+GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit)
 
 .PHONY: all run test check unit test-gpu bench deps fuzz fuzz-build asan ubsan tsan fixtures clean info-build
 
@@ -141,9 +141,15 @@ check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
 unit: $(UNIT_BIN)
 	$(UNIT_BIN) --jobs 2
 
-# On the GPU machine: CUDA ops against the CPU backend.
-test-gpu: $(BUILD)/tests/gpu_ops
+# On the GPU machine: every CUDA op against the CPU backend, then the whole MMDiT and the
+# denoising loop on CUDA against the reference's golden outputs (this one needs jansson).
+GPU_E2E_SRCS := $(sort $(wildcard tests/gpu/*.c))
+test-gpu: $(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit
 	$(BUILD)/tests/gpu_ops
+	$(BUILD)/tests/gpu_mmdit
+$(BUILD)/tests/gpu_mmdit: $(GPU_E2E_SRCS:%.c=$(OBJ)/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 bench: $(BIN)
 	$(BIN) bench --cpu

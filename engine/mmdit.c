@@ -42,6 +42,11 @@ eng_backend *eng_mmdit_backend(const eng_mmdit *m)
     return m->be;
 }
 
+eng_dtype eng_mmdit_dtype(const eng_mmdit *m)
+{
+    return m->dtype;
+}
+
 void eng_mmdit_free(eng_mmdit *m)
 {
     if (!m)

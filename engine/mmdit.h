@@ -29,6 +29,8 @@ void eng_mmdit_free(eng_mmdit *m);
 
 const eng_transformer_config *eng_mmdit_config(const eng_mmdit *m);
 eng_backend *eng_mmdit_backend(const eng_mmdit *m);
+/* The dtype the weights and activations are in (the forward's tensors must have it). */
+eng_dtype eng_mmdit_dtype(const eng_mmdit *m);
 
 /*
  * One denoiser evaluation for a batch of B samples, each with its own timestep:

@@ -1,7 +1,8 @@
 /*
- * cmd_bench.c - `tttd bench`: times the MMDiT transformer on the CPU backend.
+ * cmd_bench.c - `tttd bench`: times the MMDiT transformer on the CPU or the CUDA backend.
  *
- * Without --model it writes a random-weight SD3 transformer of a small fixed shape into a
+ * Without --model it writes a random-weight SD3 transformer of a preset shape (a small one, or
+ * SD3.5-Medium's) into a
  * temporary folder (diffusers layout, every tensor SD3Transformer2DModel has, plus the TTT
  * tensors of the chosen map), loads it like any model and removes the folder. Then it times one
  * transformer forward (or, with --steps, a whole denoising loop) R times after one warm-up and
@@ -10,6 +11,7 @@
 #include "server/cmd_bench.h"
 
 #include <errno.h>
+#include <math.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,20 +28,26 @@
 #include "engine/safetensors.h"
 #include "engine/sampler.h"
 
-/* The random model: like the tiny test fixtures, a bit larger, SD3.5-like in its parts. */
-#define RND_LAYERS 4
-#define RND_HEADS 4
-#define RND_HEAD_DIM 32
-#define RND_CHANNELS 16
-#define RND_JOINT_DIM 64
-#define RND_POOLED_DIM 64
-#define RND_POS_MAX 64
-#define RND_DUAL_LAYERS                                                                            \
-    2 /* blocks 0 .. RND_DUAL_LAYERS-1 have attn2, as SD3.5-Medium's first half */
+/* The random model's shape: a preset of --preset. */
+typedef struct rnd_shape {
+    const char *name;
+    int layers, heads, head_dim, channels, joint_dim, pooled_dim, pos_max;
+    int dual_layers; /* blocks 0 .. dual_layers-1 have attn2, as SD3.5-Medium's first half */
+} rnd_shape;
+
+static const rnd_shape rnd_shapes[] = {
+    /* Like the tiny test fixtures, a bit larger, SD3.5-like in its parts. */
+    {"tiny", 4, 4, 32, 16, 64, 64, 64, 2},
+    /* SD3.5-Medium: 24 blocks, 24 heads x 64, dual attention in blocks 0-12. */
+    {"sd35m", 24, 24, 64, 16, 4096, 2048, 384, 13},
+};
 
 typedef struct bench_opts {
-    const char *model; /* NULL: the random model */
-    const char *ttt;   /* the random model's TTT preset */
+    const char *model;     /* NULL: the random model */
+    const char *ttt;       /* the random model's TTT preset */
+    const rnd_shape *shape; /* the random model's shape */
+    int cuda;              /* 1: the CUDA backend */
+    eng_dtype dtype;       /* the model's dtype */
     int width, height, batch, tokens, steps, repeat;
     double guidance;
 } bench_opts;
@@ -47,7 +55,8 @@ typedef struct bench_opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tttd bench [--cpu] [--model PATH] [--ttt MAP] [--width W --height H]\n"
+            "usage: tttd bench [--cpu | --cuda] [--dtype f32|bf16] [--model PATH]\n"
+            "                  [--preset tiny|sd35m] [--ttt MAP] [--width W --height H]\n"
             "                  [--batch B] [--tokens T] [--steps N [--guidance G]] [--repeat R]\n"
             "\n"
             "Times the MMDiT transformer: one forward pass of a batch (default), or a whole\n"
@@ -55,24 +64,27 @@ static void usage(FILE *f)
             "model's shape, the input sizes, and the median and minimum time. Informative only:\n"
             "results depend on the machine, its load and OMP_NUM_THREADS.\n"
             "\n"
-            "  --cpu          the CPU backend (the default, and the only one for now)\n"
+            "  --cpu          the CPU backend (the default)\n"
+            "  --cuda         the CUDA backend, device 0 (builds with nvcc only)\n"
+            "  --dtype D      the model's dtype: f32 (default; the only one on the CPU) or bf16\n"
             "  --model PATH   a transformer folder (config.json + *.safetensors), a pipeline\n"
             "                 folder (its transformer/), or an SAI single-file .safetensors;\n"
-            "                 default: a random-weight model of %d blocks, %d heads x %d,\n"
-            "                 %d latent channels, dual attention in blocks 0-%d\n"
+            "                 default: a random-weight model of the --preset shape\n"
+            "  --preset P     the random model's shape: tiny (default: 4 blocks, 4 heads x 32,\n"
+            "                 dual attention in blocks 0-1) or sd35m (SD3.5-Medium: 24 blocks,\n"
+            "                 24 heads x 64, dual attention in blocks 0-12, 4096-wide text)\n"
             "  --ttt MAP      the random model's TTT map: none (default), all, sd35-t5\n"
             "  --width W      image width in pixels (default 256; latent W/8); a multiple of\n"
             "                 8 x patch size\n"
             "  --height H     image height in pixels (default 256)\n"
             "  --batch B      samples per forward (default 1)\n"
-            "  --tokens T     text tokens (default 333, as SD3's prompt encoding, with --model;\n"
-            "                 32 for the random model)\n"
+            "  --tokens T     text tokens (default 333, as SD3's prompt encoding, with --model\n"
+            "                 or --preset sd35m; 32 for the tiny random model)\n"
             "  --steps N      time an N-step denoising loop instead of one forward (default 0)\n"
             "  --guidance G   the loop's guidance scale (default 1: no unconditional pass;\n"
             "                 above 1 every forward holds 2B rows)\n"
             "  --repeat R     timed runs (default 5)\n"
-            "  --help         print this help\n",
-            RND_LAYERS, RND_HEADS, RND_HEAD_DIM, RND_CHANNELS, RND_DUAL_LAYERS - 1);
+            "  --help         print this help\n");
 }
 
 static double now_ms(void)
@@ -93,10 +105,15 @@ static int cmp_double(const void *a, const void *b)
 typedef struct rnd_writer {
     eng_st_writer *w;
     uint64_t state; /* splitmix64 */
+    const rnd_shape *shape;
+    eng_dtype dtype;  /* what the file stores: F32, or BF16 to halve a large model's file */
+    eng_backend *cpu; /* converts F32 to BF16 */
     eng_error *err;
 } rnd_writer;
 
-static int rnd_tensor(rnd_writer *rw, const char *name, int ndim, const int64_t *shape)
+/* A tensor of uniform values in [-bound, bound). */
+static int rnd_tensor_b(rnd_writer *rw, const char *name, int ndim, const int64_t *shape,
+                        double bound)
 {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
@@ -104,25 +121,42 @@ static int rnd_tensor(rnd_writer *rw, const char *name, int ndim, const int64_t 
     float *v = malloc((size_t)n * sizeof *v);
     if (!v)
         return eng_error_set(rw->err, ENG_ENOMEM, "random model: out of memory for %s", name);
-    /* Uniform on [-0.05, 0.05): small values keep activations in a normal range, and a cheap
-     * generator keeps the set-up short; the timing does not depend on the values. */
+    /* A cheap generator keeps the set-up short; the timing does not depend on the values. */
     for (int64_t i = 0; i < n; i++) {
         uint64_t z = (rw->state += 0x9E3779B97F4A7C15ull);
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
         z ^= z >> 31;
-        v[i] = (float)((double)(z >> 11) * 0x1.0p-53 * 0.1 - 0.05);
+        v[i] = (float)(((double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound);
     }
-    int rc = eng_st_writer_add(rw->w, name, ENG_DTYPE_F32, ndim, shape, v, rw->err);
+    int rc;
+    if (rw->dtype == ENG_DTYPE_F32) {
+        rc = eng_st_writer_add(rw->w, name, ENG_DTYPE_F32, ndim, shape, v, rw->err);
+    } else {
+        /* In place: the BF16 halves fill the front of the F32 buffer. */
+        eng_tensor src = eng_tensor_view(v, rw->cpu, ENG_DTYPE_F32, 1, &n);
+        eng_tensor dst = eng_tensor_view(v, rw->cpu, rw->dtype, 1, &n);
+        rc = eng_op_convert(&dst, &src, rw->err);
+        if (!rc)
+            rc = eng_st_writer_add(rw->w, name, rw->dtype, ndim, shape, v, rw->err);
+    }
     free(v);
     return rc;
 }
 
+/* Small values keep activations in a normal range. */
+static int rnd_tensor(rnd_writer *rw, const char *name, int ndim, const int64_t *shape)
+{
+    return rnd_tensor_b(rw, name, ndim, shape, 0.05);
+}
+
+/* Weights uniform in +-1/sqrt(K), as PyTorch initialises a Linear, so that deep random models
+ * keep their activations finite. */
 static int rnd_linear(rnd_writer *rw, const char *pre, int64_t O, int64_t K)
 {
     char name[160];
     snprintf(name, sizeof name, "%s.weight", pre);
-    int rc = rnd_tensor(rw, name, 2, (const int64_t[]){O, K});
+    int rc = rnd_tensor_b(rw, name, 2, (const int64_t[]){O, K}, 1.0 / sqrt((double)K));
     snprintf(name, sizeof name, "%s.bias", pre);
     return rc ? rc : rnd_tensor(rw, name, 1, (const int64_t[]){O});
 }
@@ -137,7 +171,8 @@ static int rnd_linear(rnd_writer *rw, const char *pre, int64_t O, int64_t K)
 /* Every tensor of one attention module, as diffusers names them (and the TTT ones). */
 static int rnd_attn(rnd_writer *rw, int blk, const char *mod, int joint, int add_out, int ttt)
 {
-    const int64_t C = RND_HEADS * RND_HEAD_DIM, d = RND_HEAD_DIM, h = RND_HEADS;
+    const rnd_shape *sh = rw->shape;
+    const int64_t C = (int64_t)sh->heads * sh->head_dim, d = sh->head_dim, h = sh->heads;
     static const char *const proj[] = {"to_q", "to_k", "to_v", "to_out.0"};
     static const char *const add_proj[] = {"add_q_proj", "add_k_proj", "add_v_proj"};
     char pre[128];
@@ -173,19 +208,25 @@ static int rnd_attn(rnd_writer *rw, int blk, const char *mod, int joint, int add
 }
 
 /* Writes config.json and the weights of the random model into dir, using the parsed config. */
-static int rnd_model_write(const char *dir, const char *ttt, eng_error *err)
+static int rnd_model_write(const char *dir, const bench_opts *o, eng_backend *cpu, eng_error *err)
 {
-    char path[PATH_MAX + 48], json[1024];
-    const int64_t C = RND_HEADS * RND_HEAD_DIM, p = 2;
+    char path[PATH_MAX + 48], json[1024], dual[512];
+    const rnd_shape *sh = o->shape;
+    const int64_t C = (int64_t)sh->heads * sh->head_dim, p = 2;
+    size_t n = 0;
+    for (int i = 0; i < sh->dual_layers && n < sizeof dual; i++)
+        n += (size_t)snprintf(dual + n, sizeof dual - n, i ? ", %d" : "%d", i);
+    if (sh->dual_layers == 0)
+        dual[0] = '\0';
     snprintf(json, sizeof json,
              "{\"_class_name\": \"SD3Transformer2DModel\", \"sample_size\": 32, \"patch_size\": "
              "2, \"in_channels\": %d, \"out_channels\": %d, \"num_layers\": %d, "
              "\"attention_head_dim\": %d, \"num_attention_heads\": %d, \"joint_attention_dim\": "
              "%d, \"caption_projection_dim\": %lld, \"pooled_projection_dim\": %d, "
-             "\"pos_embed_max_size\": %d, \"dual_attention_layers\": [0, 1], \"qk_norm\": "
+             "\"pos_embed_max_size\": %d, \"dual_attention_layers\": [%s], \"qk_norm\": "
              "\"rms_norm\", \"ttt\": {\"preset\": \"%s\"}}\n",
-             RND_CHANNELS, RND_CHANNELS, RND_LAYERS, RND_HEAD_DIM, RND_HEADS, RND_JOINT_DIM,
-             (long long)C, RND_POOLED_DIM, RND_POS_MAX, ttt);
+             sh->channels, sh->channels, sh->layers, sh->head_dim, sh->heads, sh->joint_dim,
+             (long long)C, sh->pooled_dim, sh->pos_max, dual, o->ttt);
     eng_transformer_config cfg;
     RTRY(eng_config_parse_transformer(json, strlen(json), "random model config", &cfg, err));
 
@@ -194,7 +235,11 @@ static int rnd_model_write(const char *dir, const char *ttt, eng_error *err)
     if (!f || fputs(json, f) < 0 || fclose(f) != 0)
         return eng_error_set(err, ENG_EIO, "%s: cannot write: %s", path, strerror(errno));
 
-    rnd_writer rw = {.state = 0x7474746462656e63ull, .err = err};
+    rnd_writer rw = {.state = 0x7474746462656e63ull,
+                     .shape = sh,
+                     .dtype = o->dtype,
+                     .cpu = cpu,
+                     .err = err};
     RTRY(eng_st_writer_init(&rw.w, err));
     int rc = 0;
 #define W(expr)                                                                                    \
@@ -203,17 +248,17 @@ static int rnd_model_write(const char *dir, const char *ttt, eng_error *err)
             goto done;                                                                             \
     } while (0)
     W(rnd_tensor(&rw, "pos_embed.pos_embed", 3,
-                 (const int64_t[]){1, RND_POS_MAX * RND_POS_MAX, C}));
-    W(rnd_tensor(&rw, "pos_embed.proj.weight", 4, (const int64_t[]){C, RND_CHANNELS, p, p}));
+                 (const int64_t[]){1, (int64_t)sh->pos_max * sh->pos_max, C}));
+    W(rnd_tensor(&rw, "pos_embed.proj.weight", 4, (const int64_t[]){C, sh->channels, p, p}));
     W(rnd_tensor(&rw, "pos_embed.proj.bias", 1, (const int64_t[]){C}));
     W(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_1", C, 256));
     W(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_2", C, C));
-    W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_1", C, RND_POOLED_DIM));
+    W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_1", C, sh->pooled_dim));
     W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_2", C, C));
-    W(rnd_linear(&rw, "context_embedder", C, RND_JOINT_DIM));
-    for (int i = 0; i < RND_LAYERS; i++) {
+    W(rnd_linear(&rw, "context_embedder", C, sh->joint_dim));
+    for (int i = 0; i < sh->layers; i++) {
         char pre[96];
-        int last = i == RND_LAYERS - 1;
+        int last = i == sh->layers - 1;
         snprintf(pre, sizeof pre, "transformer_blocks.%d.norm1.linear", i);
         W(rnd_linear(&rw, pre, (cfg.dual_attention[i] ? 9 : 6) * C, C));
         snprintf(pre, sizeof pre, "transformer_blocks.%d.norm1_context.linear", i);
@@ -230,7 +275,7 @@ static int rnd_model_write(const char *dir, const char *ttt, eng_error *err)
         }
     }
     W(rnd_linear(&rw, "norm_out.linear", 2 * C, C));
-    W(rnd_linear(&rw, "proj_out", p * p * RND_CHANNELS, C));
+    W(rnd_linear(&rw, "proj_out", p * p * sh->channels, C));
 #undef W
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
     rc = eng_st_writer_write(rw.w, path, err);
@@ -240,45 +285,53 @@ done:
 }
 
 /* Makes, loads and removes the random model. */
-static int rnd_model_load(eng_mmdit **m, const char *ttt, eng_backend *be, eng_error *err)
+static int rnd_model_load(eng_mmdit **m, const bench_opts *o, eng_backend *be, eng_error *err)
 {
     const char *tmp = getenv("TMPDIR");
     char dir[PATH_MAX], path[PATH_MAX + 48];
+    eng_backend *cpu = eng_backend_cpu_create(err);
+    if (!cpu)
+        return err->code;
     snprintf(dir, sizeof dir, "%s/tttd-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir))
+    if (!mkdtemp(dir)) {
+        eng_backend_destroy(cpu);
         return eng_error_set(err, ENG_EIO, "%s: cannot make a temporary folder: %s", dir,
                              strerror(errno));
-    int rc = rnd_model_write(dir, ttt, err);
+    }
+    int rc = rnd_model_write(dir, o, cpu, err);
     if (!rc)
-        rc = eng_mmdit_load(m, dir, be, ENG_DTYPE_F32, err);
+        rc = eng_mmdit_load(m, dir, be, o->dtype, err);
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
     unlink(path);
     rmdir(dir);
+    eng_backend_destroy(cpu);
     return rc;
 }
 
 /* ---- the timed runs ---- */
 
 typedef struct bench_inputs {
-    eng_tensor x, out, ctx, pooled;
+    eng_tensor x, out, ctx, pooled; /* in the model's dtype */
+    eng_tensor lat;                 /* F32 latents: the loop's state */
     float *t, *g;
     int64_t B, C, H, W;
 } bench_inputs;
 
 static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_config *c,
-                       const bench_opts *o, eng_error *err)
+                       const bench_opts *o, eng_dtype dt, eng_error *err)
 {
     memset(in, 0, sizeof *in);
     in->B = o->batch, in->C = c->in_channels, in->H = o->height / 8, in->W = o->width / 8;
     const int64_t xs[4] = {in->B, in->C, in->H, in->W};
     const int64_t cs[3] = {in->B, o->tokens, c->joint_attention_dim};
     const int64_t ps[2] = {in->B, c->pooled_projection_dim};
-    RTRY(eng_tensor_init(&in->x, be, ENG_DTYPE_F32, 4, xs, err));
-    RTRY(eng_tensor_init(&in->out, be, ENG_DTYPE_F32, 4, xs, err));
-    RTRY(eng_tensor_init(&in->ctx, be, ENG_DTYPE_F32, 3, cs, err));
-    RTRY(eng_tensor_init(&in->pooled, be, ENG_DTYPE_F32, 2, ps, err));
+    RTRY(eng_tensor_init(&in->x, be, dt, 4, xs, err));
+    RTRY(eng_tensor_init(&in->out, be, dt, 4, xs, err));
+    RTRY(eng_tensor_init(&in->lat, be, ENG_DTYPE_F32, 4, xs, err));
+    RTRY(eng_tensor_init(&in->ctx, be, dt, 3, cs, err));
+    RTRY(eng_tensor_init(&in->pooled, be, dt, 2, ps, err));
     in->t = malloc((size_t)in->B * sizeof *in->t);
     in->g = malloc((size_t)in->B * sizeof *in->g);
     if (!in->t || !in->g)
@@ -286,12 +339,21 @@ static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_
     eng_tensor *fill[3] = {&in->x, &in->ctx, &in->pooled};
     for (int k = 0; k < 3; k++) {
         int64_t n = eng_tensor_numel(fill[k]);
-        float *h = malloc((size_t)n * sizeof *h);
-        if (!h)
-            return eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
-        eng_rng_normal((uint64_t)k, 0, h, n);
-        int rc = eng_tensor_upload(fill[k], h, err);
-        free(h);
+        eng_tensor h;
+        RTRY(eng_tensor_init(&h, be, ENG_DTYPE_F32, 1, &n, err));
+        float *v = malloc((size_t)n * sizeof *v);
+        int rc = v ? 0 : eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
+        if (!rc) {
+            eng_rng_normal((uint64_t)k, 0, v, n);
+            rc = eng_tensor_upload(&h, v, err);
+        }
+        eng_tensor fv;
+        if (!rc)
+            rc = eng_tensor_reshape(fill[k], 1, &n, &fv, err);
+        if (!rc)
+            rc = eng_op_convert(&fv, &h, err);
+        free(v);
+        eng_tensor_free(&h);
         RTRY(rc);
     }
     for (int64_t b = 0; b < in->B; b++)
@@ -301,7 +363,7 @@ static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_
 
 static void inputs_free(bench_inputs *in)
 {
-    eng_tensor_free(&in->x), eng_tensor_free(&in->out);
+    eng_tensor_free(&in->x), eng_tensor_free(&in->out), eng_tensor_free(&in->lat);
     eng_tensor_free(&in->ctx), eng_tensor_free(&in->pooled);
     free(in->t), free(in->g);
 }
@@ -315,7 +377,7 @@ static int run_once(eng_mmdit *m, bench_inputs *in, const bench_opts *o,
     if (o->steps == 0) {
         RTRY(eng_mmdit_forward(m, &in->x, in->t, &in->ctx, &in->pooled, &in->out, err));
     } else {
-        RTRY(eng_op_convert(&in->out, &in->x, err)); /* the loop works on a copy */
+        RTRY(eng_op_convert(&in->lat, &in->x, err)); /* the loop works on a copy */
         eng_denoise_params p = {
             .steps = o->steps,
             .scheduler = sch,
@@ -325,7 +387,7 @@ static int run_once(eng_mmdit *m, bench_inputs *in, const bench_opts *o,
             .neg_ctx = &in->ctx, /* the same embeddings: the cost is what matters */
             .neg_pooled = &in->pooled,
         };
-        RTRY(eng_denoise(m, &in->out, &p, err));
+        RTRY(eng_denoise(m, &in->lat, &p, err));
     }
     if (be->synchronize && be->synchronize(be))
         return eng_error_set(err, ENG_EDEVICE, "bench: %s: synchronize failed", be->name);
@@ -337,9 +399,13 @@ static void print_setup(FILE *out, const bench_opts *o, const eng_transformer_co
                         const bench_inputs *in, eng_backend *be)
 {
     int p = c->patch_size;
-    fprintf(out, "tttd bench: %s on %s (F32)\n",
-            o->steps ? "denoising loop" : "transformer forward", be->name);
-    fprintf(out, "model: %s\n", o->model ? o->model : "random weights (no --model)");
+    fprintf(out, "tttd bench: %s on %s (%s)\n",
+            o->steps ? "denoising loop" : "transformer forward", be->name,
+            eng_dtype_name(o->dtype));
+    if (o->model)
+        fprintf(out, "model: %s\n", o->model);
+    else
+        fprintf(out, "model: random weights, preset %s\n", o->shape->name);
     fprintf(out,
             "  %d blocks, %d heads x %d (inner %d), patch %d, %d latent channels, "
             "dual attention in %d blocks, TTT map %s (%d modules), joint dim %d, pooled dim %d\n",
@@ -358,7 +424,7 @@ static void print_setup(FILE *out, const bench_opts *o, const eng_transformer_co
 
 static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
 {
-    eng_backend *be = eng_backend_cpu_create(err);
+    eng_backend *be = o->cuda ? eng_backend_cuda_create(0, err) : eng_backend_cpu_create(err);
     eng_mmdit *m = NULL;
     bench_inputs in;
     double *ms = NULL;
@@ -372,9 +438,9 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
         struct stat sb;
         snprintf(tr, sizeof tr, "%s/transformer", o->model);
         rc = eng_mmdit_load(&m, stat(tr, &sb) == 0 && S_ISDIR(sb.st_mode) ? tr : o->model, be,
-                            ENG_DTYPE_F32, err);
+                            o->dtype, err);
     } else {
-        rc = rnd_model_load(&m, o->ttt, be, err);
+        rc = rnd_model_load(&m, o, be, err);
     }
     if (rc)
         goto done;
@@ -387,7 +453,7 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
                            o->width, o->height, unit);
         goto done;
     }
-    if ((rc = inputs_make(&in, be, c, o, err)))
+    if ((rc = inputs_make(&in, be, c, o, eng_mmdit_dtype(m), err)))
         goto done;
     /* SD3.5's scheduler: only the loop uses it. */
     const char *sch_json = "{\"shift\": 3.0}";
@@ -439,6 +505,8 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
 {
     bench_opts o = {.ttt = "none",
+                    .shape = &rnd_shapes[0],
+                    .dtype = ENG_DTYPE_F32,
                     .width = 256,
                     .height = 256,
                     .batch = 1,
@@ -463,10 +531,13 @@ int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
             usage(out);
             return 0;
         }
-        if (strcmp(a, "--cpu") == 0)
+        if (strcmp(a, "--cpu") == 0 || strcmp(a, "--cuda") == 0) {
+            o.cuda = strcmp(a, "--cuda") == 0;
             continue;
-        int takes_value =
-            strcmp(a, "--model") == 0 || strcmp(a, "--ttt") == 0 || strcmp(a, "--guidance") == 0;
+        }
+        int takes_value = strcmp(a, "--model") == 0 || strcmp(a, "--ttt") == 0 ||
+                          strcmp(a, "--guidance") == 0 || strcmp(a, "--dtype") == 0 ||
+                          strcmp(a, "--preset") == 0;
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             takes_value |= strcmp(a, ints[k].name) == 0;
         if (!takes_value) {
@@ -482,6 +553,21 @@ int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
         const char *v = argv[++i];
         if (strcmp(a, "--model") == 0) {
             o.model = v;
+        } else if (strcmp(a, "--dtype") == 0) {
+            if (strcmp(v, "f32") && strcmp(v, "bf16")) {
+                fprintf(errout, "tttd bench: --dtype %s: expected f32 or bf16\n", v);
+                return 2;
+            }
+            o.dtype = strcmp(v, "bf16") == 0 ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
+        } else if (strcmp(a, "--preset") == 0) {
+            size_t k = 0, n = sizeof rnd_shapes / sizeof rnd_shapes[0];
+            while (k < n && strcmp(v, rnd_shapes[k].name) != 0)
+                k++;
+            if (k == n) {
+                fprintf(errout, "tttd bench: --preset %s: expected tiny or sd35m\n", v);
+                return 2;
+            }
+            o.shape = &rnd_shapes[k];
         } else if (strcmp(a, "--ttt") == 0) {
             if (strcmp(v, "none") && strcmp(v, "all") && strcmp(v, "sd35-t5")) {
                 fprintf(errout, "tttd bench: --ttt %s: expected none, all or sd35-t5\n", v);
@@ -513,7 +599,11 @@ int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
         return 2;
     }
     if (o.tokens < 0)
-        o.tokens = o.model ? 333 : 32;
+        o.tokens = o.model || o.shape != &rnd_shapes[0] ? 333 : 32;
+    if (!o.cuda && o.dtype != ENG_DTYPE_F32) {
+        fprintf(errout, "tttd bench: --dtype bf16 needs --cuda (the CPU backend computes in F32)\n");
+        return 2;
+    }
 
     eng_error err = {0};
     if (bench_run(&o, out, &err) != 0) {
