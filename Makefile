@@ -192,6 +192,8 @@ PYTHON ?= /usr/bin/python3
 fixtures:
 	@$(PYTHON) -c 'import torch, numpy' 2>/dev/null || sh tools/install-deps.sh --reference
 	$(PYTHON) tools/reference/make_fixtures.py
+	$(PYTHON) tools/reference/make_vae_fixtures.py
+	$(PYTHON) tools/reference/make_text_encoder_fixtures.py
 
 clean:
 	rm -rf $(BUILD)
