@@ -26,8 +26,8 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 BLAS_OMP_DIR = $(if $(filter 1,$(OPENMP)),$(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so))
 BLAS_CFLAGS = $(if $(BLAS_OMP_DIR),-I/usr/include/$(MULTIARCH)/openblas-openmp,$(shell pkg-config --cflags openblas 2>/dev/null))
 BLAS_LIBS = $(if $(BLAS_OMP_DIR),-L$(dir $(BLAS_OMP_DIR)) -Wl$(comma)-rpath$(comma)$(dir $(BLAS_OMP_DIR)) -lopenblas,$(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas))
-PKG_CFLAGS = $(shell pkg-config --cflags jansson 2>/dev/null) $(BLAS_CFLAGS)
-PKG_LIBS = $(or $(shell pkg-config --libs jansson 2>/dev/null),-ljansson) $(BLAS_LIBS)
+PKG_CFLAGS = $(shell pkg-config --cflags jansson spng libturbojpeg 2>/dev/null) $(BLAS_CFLAGS)
+PKG_LIBS = $(or $(shell pkg-config --libs jansson spng libturbojpeg 2>/dev/null),-ljansson -lspng -lturbojpeg) $(BLAS_LIBS)
 
 WARN = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 ifeq ($(CI),true)
