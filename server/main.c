@@ -6,10 +6,12 @@
  *   tttd bench      time the engine (a transformer forward or a denoising loop)
  *   tttd linearize  softmax checkpoint -> TTT checkpoint (weight inheritance)
  *   tttd info       a model folder's components, configs, parameter counts
+ *   tttd tokenize   a prompt's token ids under each of a model's tokenizers
  */
 #include "server/cmd_bench.h"
 #include "server/cmd_info.h"
 #include "server/cmd_linearize.h"
+#include "server/cmd_tokenize.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -37,12 +39,18 @@ static int run_linearize(int argc, char **argv)
     return srv_cmd_linearize(argc, argv, stdout, stderr);
 }
 
+static int run_tokenize(int argc, char **argv)
+{
+    return srv_cmd_tokenize(argc, argv, stdout, stderr);
+}
+
 static const command commands[] = {
     {"serve", "run the HTTP daemon", NULL},
     {"generate", "generate images offline and write them to files", NULL},
     {"bench", "time the engine", run_bench},
     {"linearize", "make a TTT checkpoint from a softmax one", run_linearize},
     {"info", "print a model folder's components, configs and parameter counts", run_info},
+    {"tokenize", "print a prompt's token ids under each of a model's tokenizers", run_tokenize},
 };
 
 static void usage(FILE *f)
