@@ -26,8 +26,9 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 BLAS_OMP_DIR = $(if $(filter 1,$(OPENMP)),$(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so))
 BLAS_CFLAGS = $(if $(BLAS_OMP_DIR),-I/usr/include/$(MULTIARCH)/openblas-openmp,$(shell pkg-config --cflags openblas 2>/dev/null))
 BLAS_LIBS = $(if $(BLAS_OMP_DIR),-L$(dir $(BLAS_OMP_DIR)) -Wl$(comma)-rpath$(comma)$(dir $(BLAS_OMP_DIR)) -lopenblas,$(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas))
-PKG_CFLAGS = $(shell pkg-config --cflags jansson spng libturbojpeg 2>/dev/null) $(BLAS_CFLAGS)
-PKG_LIBS = $(or $(shell pkg-config --libs jansson spng libturbojpeg 2>/dev/null),-ljansson -lspng -lturbojpeg) $(BLAS_LIBS)
+PKG_NAMES = jansson spng libturbojpeg libmicrohttpd libuv
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_NAMES) 2>/dev/null) $(BLAS_CFLAGS)
+PKG_LIBS = $(or $(shell pkg-config --libs $(PKG_NAMES) 2>/dev/null),-ljansson -lspng -lturbojpeg -lmicrohttpd -luv) $(BLAS_LIBS)
 
 WARN = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 ifeq ($(CI),true)
@@ -116,7 +117,7 @@ $(BIN): $(OBJ)/server/main.o $(LIB)
 
 $(UNIT_BIN): $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcriterion
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcriterion -lcurl
 
 $(BUILD)/tests/gpu_ops: $(GPU_TEST_SRCS:%.c=$(OBJ)/%.o) $(CORE_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
 	@mkdir -p $(dir $@)

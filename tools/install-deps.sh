@@ -4,7 +4,8 @@
 set -eu
 
 PKGS="gcc make pkg-config curl python3 libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
-libmicrohttpd-dev libuv1-dev libturbojpeg0-dev libspng-dev clang libclang-rt-14-dev"
+libmicrohttpd-dev libuv1-dev libturbojpeg0-dev libspng-dev libcurl4-openssl-dev wrk clang
+libclang-rt-14-dev"
 
 # --reference: the packages of the PyTorch reference (tools/reference/, `make fixtures`).
 [ "${1:-}" = "--reference" ] && PKGS="python3 python3-torch python3-numpy"
