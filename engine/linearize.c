@@ -8,6 +8,7 @@
  * one file's tensors), the index rewritten, and the config written last.
  */
 #include "engine/linearize.h"
+#include "engine/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -233,36 +234,13 @@ int eng_linearize_resolve_map(const char *config_text, size_t len, const char *l
 
 /* ---- files and folders ---- */
 
-static int join(char *buf, size_t len, const char *a, const char *b, eng_error *err)
-{
-    size_t n = strlen(a);
-    int w = snprintf(buf, len, "%s%s%s", a, n && a[n - 1] == '/' ? "" : "/", b);
-    if (w < 0 || (size_t)w >= len)
-        return eng_error_set(err, ENG_EINVAL, "%s/%s: path too long", a, b);
-    return 0;
-}
 
-static int is_dir(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
 
-static int is_file(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 static int is_weight_file(const char *name)
 {
-    return ends_with(name, ".safetensors") || ends_with(name, ".safetensors.index.json");
+    return eng_str_ends_with(name, ".safetensors") || eng_str_ends_with(name, ".safetensors.index.json");
 }
 
 /* 1 when the folder has no entry besides . and .. */
@@ -292,7 +270,7 @@ static int mkdir_p(const char *path, eng_error *err)
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
             return eng_error_set(err, ENG_EIO, "%s: cannot create folder: %s", buf,
                                  strerror(errno));
-        if (!is_dir(buf))
+        if (!eng_is_dir(buf))
             return eng_error_set(err, ENG_EIO, "%s: exists and is not a folder", buf);
         *p = c;
         if (c == '\0' || p[1] == '\0')
@@ -446,8 +424,8 @@ static int copy_tree(const char *src, const char *dst, skip_fn skip, uint64_t *c
         struct stat sb;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        if ((rc = join(s, sizeof s, src, e->d_name, err)) != 0 ||
-            (rc = join(d, sizeof d, dst, e->d_name, err)) != 0)
+        if ((rc = eng_path_join(s, sizeof s, src, e->d_name, err)) != 0 ||
+            (rc = eng_path_join(d, sizeof d, dst, e->d_name, err)) != 0)
             break;
         if (stat(s, &sb) != 0) {
             rc = eng_error_set(err, ENG_EIO, "%s: %s", s, strerror(errno));
@@ -491,9 +469,9 @@ static int remove_stale_weights(const char *dir, eng_error *err)
     if (!d)
         return 0; /* nothing there yet */
     while (rc == 0 && (e = readdir(d)) != NULL) {
-        if (!is_weight_file(e->d_name) || (rc = join(p, sizeof p, dir, e->d_name, err)) != 0)
+        if (!is_weight_file(e->d_name) || (rc = eng_path_join(p, sizeof p, dir, e->d_name, err)) != 0)
             continue;
-        if (!is_dir(p) && unlink(p) != 0)
+        if (!eng_is_dir(p) && unlink(p) != 0)
             rc = eng_error_set(err, ENG_EIO, "%s: cannot remove: %s", p, strerror(errno));
     }
     closedir(d);
@@ -627,7 +605,7 @@ static int write_weight_file(lin_job *j, const char *file, eng_error *err)
     char out[PATH_MAX], seed[32];
     const char *rel = rel_name(j, file), *key;
     json_t *meta = NULL, *v;
-    int rc = join(out, sizeof out, j->tr_out, rel, err);
+    int rc = eng_path_join(out, sizeof out, j->tr_out, rel, err);
     if (rc == 0 && strchr(rel, '/')) { /* a shard in a subfolder of the index's folder */
         char sub[PATH_MAX];
         snprintf(sub, sizeof sub, "%.*s", (int)(strrchr(out, '/') - out), out);
@@ -721,8 +699,8 @@ static int load_index(lin_job *j, eng_error *err)
     if (!d)
         return eng_error_set(err, ENG_EIO, "%s: cannot open folder: %s", j->tr_in, strerror(errno));
     while ((e = readdir(d)) != NULL)
-        if (ends_with(e->d_name, ".safetensors.index.json")) {
-            join(j->index_in, sizeof j->index_in, j->tr_in, e->d_name, NULL);
+        if (eng_str_ends_with(e->d_name, ".safetensors.index.json")) {
+            eng_path_join(j->index_in, sizeof j->index_in, j->tr_in, e->d_name, NULL);
             break;
         }
     closedir(d);
@@ -742,11 +720,11 @@ static int find_transformer(const char *in_dir, lin_job *j, eng_error *err)
 {
     char p[PATH_MAX];
     int rc;
-    if (!is_dir(in_dir))
+    if (!eng_is_dir(in_dir))
         return eng_error_set(err, ENG_ENOTFOUND, "%s: no such folder", in_dir);
-    if ((rc = join(p, sizeof p, in_dir, "model_index.json", err)) != 0)
+    if ((rc = eng_path_join(p, sizeof p, in_dir, "model_index.json", err)) != 0)
         return rc;
-    if (is_file(p)) {
+    if (eng_is_file(p)) {
         eng_model_index idx;
         if ((rc = eng_model_index_load(p, &idx, err)) != 0)
             return rc;
@@ -755,18 +733,18 @@ static int find_transformer(const char *in_dir, lin_job *j, eng_error *err)
         if (!has)
             return eng_error_set(err, ENG_ENOTFOUND, "%s: the pipeline has no transformer", p);
         j->rep->is_pipeline = 1;
-        if ((rc = join(j->tr_in, sizeof j->tr_in, in_dir, "transformer", err)) != 0)
+        if ((rc = eng_path_join(j->tr_in, sizeof j->tr_in, in_dir, "transformer", err)) != 0)
             return rc;
-        if (!is_dir(j->tr_in))
+        if (!eng_is_dir(j->tr_in))
             return eng_error_set(err, ENG_ENOTFOUND,
                                  "%s: no such folder (model_index.json lists it)", j->tr_in);
         return 0;
     }
-    if ((rc = join(p, sizeof p, in_dir, "config.json", err)) != 0)
+    if ((rc = eng_path_join(p, sizeof p, in_dir, "config.json", err)) != 0)
         return rc;
-    if (!is_file(p)) {
+    if (!eng_is_file(p)) {
         char q[PATH_MAX];
-        int sub = join(q, sizeof q, in_dir, "transformer/config.json", NULL) == 0 && is_file(q);
+        int sub = eng_path_join(q, sizeof q, in_dir, "transformer/config.json", NULL) == 0 && eng_is_file(q);
         return eng_error_set(err, ENG_ENOTFOUND,
                              "%s: neither model_index.json (a pipeline) nor config.json (a "
                              "transformer folder)%s",
@@ -806,7 +784,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
 
     /* Checks, before anything is written. */
     if ((rc = find_transformer(in_dir, j, err)) != 0 ||
-        (rc = join(cfg_in, sizeof cfg_in, j->tr_in, "config.json", err)) != 0 ||
+        (rc = eng_path_join(cfg_in, sizeof cfg_in, j->tr_in, "config.json", err)) != 0 ||
         (rc = read_text(cfg_in, &text, &len, err)) != 0)
         return rc;
     rc = eng_linearize_resolve_map(text, len, cfg_in, o->map, &new_text, &j->cfg, err);
@@ -820,7 +798,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
 
     /* The folders and the verbatim copies. */
     if (j->rep->is_pipeline)
-        rc = join(j->tr_out, sizeof j->tr_out, out_dir, "transformer", err);
+        rc = eng_path_join(j->tr_out, sizeof j->tr_out, out_dir, "transformer", err);
     else
         snprintf(j->tr_out, sizeof j->tr_out, "%s", out_dir);
     if (rc || (rc = mkdir_p(j->tr_out, err)) != 0)
@@ -846,7 +824,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
         char p[PATH_MAX];
         const char *slash = strrchr(j->index_in, '/');
         char *dump = json_dumps(j->index, JSON_INDENT(2) | JSON_SORT_KEYS);
-        rc = join(p, sizeof p, j->tr_out, slash ? slash + 1 : j->index_in, err);
+        rc = eng_path_join(p, sizeof p, j->tr_out, slash ? slash + 1 : j->index_in, err);
         if (rc == 0)
             rc = dump ? write_text(p, dump, strlen(dump), err)
                       : eng_error_set(err, ENG_ENOMEM, "%s: out of memory", p);
@@ -855,7 +833,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
             goto out;
     }
     /* The config last: a folder whose config has the map is complete. */
-    if ((rc = join(cfg_out, sizeof cfg_out, j->tr_out, "config.json", err)) != 0 ||
+    if ((rc = eng_path_join(cfg_out, sizeof cfg_out, j->tr_out, "config.json", err)) != 0 ||
         (rc = write_text(cfg_out, new_text, strlen(new_text), err)) != 0)
         goto out;
     j->rep->other_files = other;

@@ -9,6 +9,7 @@
  * The writer is in safetensors_write.c.
  */
 #include "engine/safetensors.h"
+#include "engine/fsutil.h"
 #include "engine/safetensors_internal.h"
 
 #include "kernels/cpu/k_cpu.h"
@@ -50,11 +51,6 @@ typedef struct st_span {
 
 
 
-static int st_has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 /* dir + "/" + name, without doubling a trailing slash; NULL when out of memory. */
 static char *st_path_join(const char *dir, const char *name)
@@ -519,7 +515,7 @@ int eng_safetensors_open(eng_safetensors **out, const char *path, eng_error *err
     st = calloc(1, sizeof *st);
     if (!st)
         return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", path);
-    if (st_has_suffix(path, ".json")) {
+    if (eng_str_ends_with(path, ".json")) {
         rc = st_add_index(st, path, err);
     } else {
         rc = st_add_file(st, path, err);
@@ -581,7 +577,7 @@ static int st_list_dir(const char *dir, const char *suffix, char ***names, size_
                              "%s: cannot open folder: %s", dir, strerror(errno));
     while ((e = readdir(d)) != NULL) {
         struct stat sb;
-        if (!st_has_suffix(e->d_name, suffix))
+        if (!eng_str_ends_with(e->d_name, suffix))
             continue;
         full = st_path_join(dir, e->d_name);
         if (!full || st_reserve((void **)&v, &cap, n + 1, sizeof *v)) {

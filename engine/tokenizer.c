@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "engine/tokenizer_internal.h"
+#include "engine/fsutil.h"
 #include "engine/unicode.h"
 
 /* ---- added tokens ---- */
@@ -158,11 +159,6 @@ static int normalize_added(eng_tokenizer *t, eng_error *err)
 
 /* ---- loading ---- */
 
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 /* Loads dir/name as a JSON object into *out (NULL when the file is absent). */
 static int load_json(const char *dir, const char *name, json_t **out, eng_error *err)
@@ -171,7 +167,7 @@ static int load_json(const char *dir, const char *name, json_t **out, eng_error 
     json_error_t je;
     *out = NULL;
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!file_exists(path))
+    if (!eng_is_file(path))
         return 0;
     *out = json_load_file(path, 0, &je);
     if (!*out)
@@ -188,7 +184,7 @@ static int load_model(eng_tokenizer *t, const char *dir, eng_error *err)
 {
     char p1[4096], p2[4096];
     snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
-    if (file_exists(p1)) {
+    if (eng_is_file(p1)) {
         json_t *root;
         int rc = load_json(dir, "tokenizer.json", &root, err);
         if (rc != 0)
@@ -199,13 +195,13 @@ static int load_model(eng_tokenizer *t, const char *dir, eng_error *err)
     }
     snprintf(p1, sizeof p1, "%s/vocab.json", dir);
     snprintf(p2, sizeof p2, "%s/merges.txt", dir);
-    if (file_exists(p1) && file_exists(p2)) {
+    if (eng_is_file(p1) && eng_is_file(p2)) {
         t->kind = ENG_TOKENIZER_BPE;
         int rc = tok_bpe_from_files(&t->bpe, p1, p2, &t->arena, err);
         return rc != 0 ? rc : tok_clip_default_pipeline(t, err);
     }
     snprintf(p1, sizeof p1, "%s/spiece.model", dir);
-    if (file_exists(p1))
+    if (eng_is_file(p1))
         return eng_error_set(err, ENG_EUNSUPPORTED, "%s: only spiece.model, no tokenizer.json "
                              "(save the tokenizer with transformers to get one)", dir);
     return eng_error_set(err, ENG_ENOTFOUND, "%s: no tokenizer.json, nor vocab.json with "
@@ -251,7 +247,7 @@ int eng_tokenizer_load(eng_tokenizer **out, const char *dir, eng_error *err)
     if (!t)
         return eng_error_set(err, ENG_ENOMEM, "tokenizer: out of memory");
     snprintf(probe, sizeof probe, "%s/tokenizer.json", dir);
-    from_vocab = !file_exists(probe);
+    from_vocab = !eng_is_file(probe);
     int rc = load_model(t, dir, err);
     if (rc == 0)
         rc = load_json(dir, "tokenizer_config.json", &cfg, err);

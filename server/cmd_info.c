@@ -6,6 +6,7 @@
  * anywhere gives exactly one error line and no partial report.
  */
 #include "server/cmd_info.h"
+#include "engine/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -83,31 +84,9 @@ typedef struct model_info {
 
 /* ---- small helpers ---- */
 
-static int join(char *buf, size_t len, const char *a, const char *b, eng_error *err)
-{
-    int n = snprintf(buf, len, "%s/%s", a, b);
-    if (n < 0 || (size_t)n >= len)
-        return eng_error_set(err, ENG_EINVAL, "%s/%s: path too long", a, b);
-    return 0;
-}
 
-static int is_dir(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
 
-static int is_file(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 static comp_kind kind_of(const char *class_name)
 {
@@ -210,7 +189,7 @@ static int folder_has_weights(const char *dir)
         return 0;
     while (!found && (e = readdir(d)))
         found =
-            ends_with(e->d_name, ".safetensors") || ends_with(e->d_name, ".safetensors.index.json");
+            eng_str_ends_with(e->d_name, ".safetensors") || eng_str_ends_with(e->d_name, ".safetensors.index.json");
     closedir(d);
     return found;
 }
@@ -265,7 +244,7 @@ static int gather_component(const char *compdir, comp_info *ci, eng_error *err)
     case KIND_VAE:
     case KIND_CLIP:
     case KIND_T5:
-        if ((rc = join(path, sizeof path, compdir, "config.json", err)))
+        if ((rc = eng_path_join(path, sizeof path, compdir, "config.json", err)))
             return rc;
         if (ci->kind == KIND_TRANSFORMER)
             rc = eng_config_load_transformer(path, &ci->cfg.tr, err);
@@ -277,14 +256,14 @@ static int gather_component(const char *compdir, comp_info *ci, eng_error *err)
             rc = eng_config_load_t5(path, &ci->cfg.t5, err);
         return rc ? rc : gather_weights(compdir, &ci->w, err);
     case KIND_SCHEDULER:
-        if ((rc = join(path, sizeof path, compdir, "scheduler_config.json", err)))
+        if ((rc = eng_path_join(path, sizeof path, compdir, "scheduler_config.json", err)))
             return rc;
         return eng_config_load_scheduler(path, &ci->cfg.sch, err);
     case KIND_TOKENIZER:
         for (size_t i = 0; i < N_TOKENIZER_FILES; i++) {
-            if ((rc = join(path, sizeof path, compdir, tokenizer_files[i], err)))
+            if ((rc = eng_path_join(path, sizeof path, compdir, tokenizer_files[i], err)))
                 return rc;
-            ci->tok_present[i] = is_file(path);
+            ci->tok_present[i] = eng_is_file(path);
         }
         return 0;
     case KIND_OTHER: return 0;
@@ -310,9 +289,9 @@ static int gather_pipeline(model_info *mi, const char *index_path, eng_error *er
         ci->library = c->library;
         ci->class_name = c->class_name;
         ci->kind = kind_of(c->class_name);
-        if ((rc = join(compdir, sizeof compdir, mi->dir, c->name, err)))
+        if ((rc = eng_path_join(compdir, sizeof compdir, mi->dir, c->name, err)))
             return rc;
-        if (!is_dir(compdir))
+        if (!eng_is_dir(compdir))
             return eng_error_set(err, ENG_ENOTFOUND,
                                  "%s: component folder missing (listed in %s as %s)", compdir,
                                  index_path, c->class_name);
@@ -376,16 +355,16 @@ static int gather(model_info *mi, const char *dir, eng_error *err)
     }
     if (!S_ISDIR(sb.st_mode))
         return eng_error_set(err, ENG_EINVAL, "%s: not a folder", mi->dir);
-    if ((rc = join(path, sizeof path, mi->dir, "model_index.json", err)))
+    if ((rc = eng_path_join(path, sizeof path, mi->dir, "model_index.json", err)))
         return rc;
-    if (is_file(path))
+    if (eng_is_file(path))
         return gather_pipeline(mi, path, err);
     static const char *const single[] = {"config.json", "scheduler_config.json"};
     for (size_t i = 0; i < 2; i++) {
         char cpath[PATH_MAX];
-        if ((rc = join(cpath, sizeof cpath, mi->dir, single[i], err)))
+        if ((rc = eng_path_join(cpath, sizeof cpath, mi->dir, single[i], err)))
             return rc;
-        if (is_file(cpath))
+        if (eng_is_file(cpath))
             return gather_single(mi, cpath, err);
     }
     return eng_error_set(err, ENG_ENOTFOUND,
