@@ -195,6 +195,8 @@ fixtures:
 	$(PYTHON) tools/reference/make_fixtures.py
 	$(PYTHON) tools/reference/make_vae_fixtures.py
 	$(PYTHON) tools/reference/make_text_encoder_fixtures.py
+	$(PYTHON) tools/make_tiny_model.py
+	$(PYTHON) tools/reference/make_pipeline_fixtures.py
 
 clean:
 	rm -rf $(BUILD)

@@ -2,13 +2,14 @@
  * main.c - the tttd binary: parses the subcommand and hands over to it.
  *
  *   tttd serve      the HTTP daemon                      (not yet built)
- *   tttd generate   offline text-to-image to a file      (not yet built)
+ *   tttd generate   offline text-to-image, written to PNG/JPEG files
  *   tttd bench      time the engine (a transformer forward or a denoising loop)
  *   tttd linearize  softmax checkpoint -> TTT checkpoint (weight inheritance)
  *   tttd info       a model folder's components, configs, parameter counts
  *   tttd tokenize   a prompt's token ids under each of a model's tokenizers
  */
 #include "server/cmd_bench.h"
+#include "server/cmd_generate.h"
 #include "server/cmd_info.h"
 #include "server/cmd_linearize.h"
 #include "server/cmd_tokenize.h"
@@ -44,9 +45,14 @@ static int run_tokenize(int argc, char **argv)
     return srv_cmd_tokenize(argc, argv, stdout, stderr);
 }
 
+static int run_generate(int argc, char **argv)
+{
+    return srv_cmd_generate(argc, argv, stdout, stderr);
+}
+
 static const command commands[] = {
     {"serve", "run the HTTP daemon", NULL},
-    {"generate", "generate images offline and write them to files", NULL},
+    {"generate", "generate images offline and write them to files", run_generate},
     {"bench", "time the engine", run_bench},
     {"linearize", "make a TTT checkpoint from a softmax one", run_linearize},
     {"info", "print a model folder's components, configs and parameter counts", run_info},
