@@ -3,7 +3,9 @@
  * PyTorch reference's golden outputs (tests/fixtures/mmdit, tests/fixtures/sampler).
  *
  * For each fixture model (softmax, ttt_mixed, ttt_all) one forward, and the 4-step CFG loop of
- * the ttt_mixed model, in F32 and in BF16, compared by normalised MSE (sum (a-b)^2 / sum b^2):
+ * the ttt_mixed model, and the whole text-to-image pipeline of the tiny model folder
+ * (tests/fixtures/tiny_model: tokenizers, CLIP-L/G, T5, MMDiT with TTT modules, VAE), in F32 and
+ * in BF16, compared by normalised MSE (sum (a-b)^2 / sum b^2):
  * <= 1e-8 in F32, <= 1e-3 in BF16 (the project's end-to-end bar for bf16 against fp32); NaN/Inf
  * never. A plain program (the GPU machine has no Criterion): ends with "N passed, N failed".
  * Run from the repository root (`make test-gpu`).
@@ -11,6 +13,7 @@
 #include "engine/backend.h"
 #include "engine/config.h"
 #include "engine/mmdit.h"
+#include "engine/pipeline.h"
 #include "engine/safetensors.h"
 #include "engine/sampler.h"
 
@@ -175,6 +178,58 @@ done:
     eng_safetensors_close(st);
 }
 
+/* The pipeline golden batch of tests/fixtures/pipeline (README there): 2 images, 64 x 48, 3 steps. */
+static void test_pipeline(eng_backend *be, eng_dtype dt)
+{
+    static const char *const prompts[2] = {
+        "a photo of a cat",
+        "A cinematic photo of a red fox in the snow, golden hour, 85mm, bokeh, highly detailed"};
+    static const char *const negs[2] = {"", "(masterpiece:1.2), [lowres], {a|b}, <lora:style:0.8>"};
+    eng_error err = {0};
+    eng_safetensors *st = NULL;
+    eng_pipeline *p = NULL;
+    float *lat_ref = NULL, *img_ref = NULL, *g = NULL, *lat = NULL, *img = NULL;
+    uint8_t *rgb = NULL;
+    int64_t nl = 0, ni = 0, ng = 0;
+    double nl_mse = NAN, ni_mse = NAN;
+
+    if (eng_safetensors_open(&st, FIX "/pipeline/golden.safetensors", &err) ||
+        eng_pipeline_load(&p, FIX "/tiny_model", be, dt, &err) ||
+        !(lat_ref = fixture(st, "latents_out", &nl)) || !(img_ref = fixture(st, "image", &ni)) ||
+        !(g = fixture(st, "guidance", &ng)))
+        goto done;
+    lat = malloc((size_t)nl * sizeof *lat), img = malloc((size_t)ni * sizeof *img);
+    rgb = malloc((size_t)ni);
+    if (!lat || !img || !rgb)
+        goto done;
+    eng_gen_item items[2];
+    for (int b = 0; b < 2; b++)
+        items[b] = (eng_gen_item){.prompt = prompts[b], .negative_prompt = negs[b],
+                                  .guidance = g[b], .seed = (uint64_t)(7 + b)};
+    eng_gen_request req = {.items = items, .n = 2, .width = 64, .height = 48, .steps = 3};
+    eng_gen_outputs out = {.rgb = rgb, .image = img, .latents = lat};
+    if (eng_pipeline_generate_ex(p, &req, &out, NULL, &err))
+        goto done;
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < nl; i++)
+        num += ((double)lat[i] - lat_ref[i]) * ((double)lat[i] - lat_ref[i]),
+            den += (double)lat_ref[i] * lat_ref[i];
+    nl_mse = isfinite(num) ? num / den : NAN;
+    num = den = 0;
+    for (int64_t i = 0; i < ni; i++)
+        num += ((double)img[i] - img_ref[i]) * ((double)img[i] - img_ref[i]),
+            den += (double)img_ref[i] * img_ref[i];
+    ni_mse = isfinite(num) ? num / den : NAN;
+done:
+    report(nl_mse <= bound_of(dt), "pipeline tiny_model latents", eng_dtype_name(dt), nl_mse,
+           err.msg[0] ? err.msg : NULL);
+    report(ni_mse <= bound_of(dt) * (dt == ENG_DTYPE_F32 ? 100 : 1), "pipeline tiny_model image",
+           eng_dtype_name(dt), ni_mse, NULL);
+    free(lat_ref), free(img_ref), free(g), free(lat), free(img), free(rgb);
+    eng_pipeline_free(p);
+    eng_safetensors_close(st);
+}
+
 int main(void)
 {
     eng_error err = {0};
@@ -195,6 +250,7 @@ int main(void)
         for (int v = 0; v < 3; v++)
             test_forward(be, io, variants[v], dts[d]);
         test_loop(be, dts[d]);
+        test_pipeline(be, dts[d]);
     }
     eng_safetensors_close(io);
     eng_backend_destroy(be);
