@@ -212,6 +212,9 @@ static int validate(const eng_pipeline *p, const eng_gen_request *req, eng_error
         return eng_error_set(err, ENG_EINVAL, "generate: n = %d images, expected >= 1", req->n);
     if (!req->items)
         return eng_error_set(err, ENG_EINVAL, "generate: NULL items");
+    if (req->preview_every < 0)
+        return eng_error_set(err, ENG_EINVAL, "generate: preview_every = %d is negative",
+                             req->preview_every);
     if (req->steps < 1 || req->steps > ENG_SAMPLER_MAX_STEPS)
         return eng_error_set(err, ENG_EINVAL, "generate: steps = %d is out of range [1, %d]",
                              req->steps, ENG_SAMPLER_MAX_STEPS);
@@ -361,14 +364,29 @@ done:
 }
 
 typedef struct progress_adapter {
-    eng_gen_progress_fn fn;
-    void *user;
+    const eng_gen_request *req;
+    const eng_tensor *lat; /* the F32 latents the loop works on */
+    float *host;           /* [n, C, h, w], for previews */
+    eng_error *err;
+    int failed; /* a preview download failed: err holds why */
 } progress_adapter;
 
 static int progress_thunk(int step, int steps, void *user)
 {
-    const progress_adapter *a = user;
-    return a->fn(a->user, step, steps);
+    progress_adapter *a = user;
+    const eng_gen_request *req = a->req;
+    if (req->progress && req->progress(req->progress_user, step, steps))
+        return 1; /* canceled: no preview */
+    if (req->preview && req->preview_every > 0 && step % req->preview_every == 0) {
+        if (eng_tensor_download(a->lat, a->host, a->err)) {
+            a->failed = 1;
+            return 1; /* stops the loop; the caller turns ENG_ECANCELED back into the error */
+        }
+        const int64_t *sh = a->lat->shape;
+        req->preview(req->preview_user, step, steps, a->host, (int)sh[0], (int)sh[1], (int)sh[2],
+                     (int)sh[3]);
+    }
+    return 0;
 }
 
 int eng_pipeline_generate_ex(eng_pipeline *p, const eng_gen_request *req,
@@ -410,7 +428,10 @@ int eng_pipeline_generate_ex(eng_pipeline *p, const eng_gen_request *req,
     if (rc)
         goto done;
 
-    progress_adapter pa = {req->progress, req->progress_user};
+    /* host held the initial latents, uploaded by now: previews reuse it. */
+    eng_error perr = {0};
+    progress_adapter pa = {.req = req, .lat = &lat, .host = host, .err = &perr};
+    int hooked = req->progress || (req->preview && req->preview_every > 0);
     eng_denoise_params dp = {
         .steps = req->steps,
         .scheduler = &p->sched,
@@ -419,10 +440,15 @@ int eng_pipeline_generate_ex(eng_pipeline *p, const eng_gen_request *req,
         .pooled = &te.pooled,
         .neg_ctx = te.neg_ctx.data ? &te.neg_ctx : NULL,
         .neg_pooled = te.neg_pooled.data ? &te.neg_pooled : NULL,
-        .progress = req->progress ? progress_thunk : NULL,
+        .progress = hooked ? progress_thunk : NULL,
         .progress_user = &pa,
     };
     rc = eng_denoise(p->mmdit, &lat, &dp, err);
+    if (pa.failed) {
+        rc = perr.code ? perr.code : ENG_EIO;
+        if (err)
+            *err = perr;
+    }
     text_embeds_free(&te); /* the VAE may want the memory */
     if (!rc)
         rc = phase_end(p->be, &t2, err);

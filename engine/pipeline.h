@@ -80,6 +80,14 @@ typedef struct eng_gen_item {
 /* Called after each denoising step; a nonzero return cancels (ENG_ECANCELED). */
 typedef int (*eng_gen_progress_fn)(void *user, int step, int steps);
 
+/*
+ * Called after step `step` (1 .. steps) when step % preview_every == 0, after `progress` of that
+ * step (not when progress canceled), on the thread running the generation: latents are the batch's current latents, host F32
+ * [n, C, h, w] (h, w: the latent grid, height and width / 8), valid only during the call.
+ */
+typedef void (*eng_gen_preview_fn)(void *user, int step, int steps, const float *latents, int n,
+                                   int C, int h, int w);
+
 typedef struct eng_gen_request {
     const eng_gen_item *items; /* n images, denoised together in one batch */
     int n;
@@ -87,6 +95,10 @@ typedef struct eng_gen_request {
     int steps;
     eng_gen_progress_fn progress; /* may be NULL */
     void *progress_user;
+    /* Optional previews: every preview_every steps (0: none, at no cost; < 0 is EINVAL). */
+    int preview_every;
+    eng_gen_preview_fn preview; /* may be NULL: no previews */
+    void *preview_user;
 } eng_gen_request;
 
 typedef struct eng_gen_timings {

@@ -459,6 +459,73 @@ Test(pipeline, cancel_from_progress_stops_between_steps)
     eng_pipeline_free(p);
 }
 
+/* Previews: every preview_every steps, the current latents [n, C, h, w] on the host. */
+typedef struct preview_log {
+    int calls, steps[8], n, C, h, w, nonfinite, progress_at_call;
+    float *last; /* a copy of the latents at the last call */
+    progress_log *progress;
+} preview_log;
+
+static void on_preview(void *user, int step, int steps, const float *latents, int n, int C, int h,
+                       int w)
+{
+    preview_log *l = user;
+    cr_assert_lt(l->calls, 8);
+    cr_assert_eq(steps, 4);
+    l->steps[l->calls++] = step;
+    l->n = n, l->C = C, l->h = h, l->w = w;
+    l->progress_at_call = l->progress->last_step;
+    size_t nl = (size_t)n * C * h * w;
+    for (size_t i = 0; i < nl; i++)
+        l->nonfinite += !isfinite(latents[i]);
+    free(l->last);
+    l->last = malloc(sizeof(float) * nl);
+    cr_assert_not_null(l->last);
+    memcpy(l->last, latents, sizeof(float) * nl);
+}
+
+Test(pipeline, preview_hook_gets_the_latents_every_k_steps)
+{
+    eng_error err = {0};
+    eng_pipeline *p = load(PIPE_MODEL);
+    golden_batch g;
+    golden_batch_open(&g);
+    progress_log plog = {0};
+    preview_log vlog = {.progress = &plog};
+    eng_gen_request req = {.items = g.items, .n = 2, .width = g.width, .height = g.height,
+                           .steps = 4, .progress = on_progress, .progress_user = &plog,
+                           .preview_every = 2, .preview = on_preview, .preview_user = &vlog};
+    const int64_t nl = 2 * g.C * g.h * g.w;
+    float *lat = tu_alloc(nl);
+    eng_gen_outputs out = {.latents = lat};
+    cr_assert_eq(eng_pipeline_generate_ex(p, &req, &out, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(plog.calls, 4);
+    cr_assert_eq(vlog.calls, 2, "previews: %d", vlog.calls);
+    cr_assert_eq(vlog.steps[0], 2);
+    cr_assert_eq(vlog.steps[1], 4);
+    cr_assert_eq(vlog.progress_at_call, 4, "the preview of a step comes after its progress");
+    cr_assert_eq(vlog.n, 2);
+    cr_assert_eq(vlog.C, g.C);
+    cr_assert_eq(vlog.h, g.h);
+    cr_assert_eq(vlog.w, g.w);
+    cr_assert_eq(vlog.nonfinite, 0);
+    cr_assert_eq(memcmp(vlog.last, lat, sizeof(float) * (size_t)nl), 0,
+                 "the last step's preview is not the final latents");
+
+    /* preview_every = 0: no call; negative: EINVAL. */
+    vlog.calls = 0;
+    req.preview_every = 0;
+    req.progress = NULL;
+    cr_assert_eq(eng_pipeline_generate_ex(p, &req, &out, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(vlog.calls, 0);
+    req.preview_every = -1;
+    cr_assert_eq(eng_pipeline_generate_ex(p, &req, &out, NULL, &err), ENG_EINVAL);
+
+    free(vlog.last), free(lat);
+    eng_safetensors_close(g.st);
+    eng_pipeline_free(p);
+}
+
 Test(pipeline, bad_requests_are_einval)
 {
     eng_error err = {0};
