@@ -22,7 +22,7 @@ typedef enum api_err {
     /* 400: the body is not JSON, or not UTF-8, or not an object. */
     API_ERR_BAD_JSON,
     API_ERR_BAD_UTF8,
-    /* 413: the body is larger than the server's --max-body-bytes. */
+    /* 413: the body is larger than the server's --max-body. */
     API_ERR_BODY_TOO_LARGE,
     /* 422: the JSON is well formed but a field is wrong; the message names the field. */
     API_ERR_UNKNOWN_FIELD,

@@ -1,7 +1,7 @@
 /*
  * main.c - the tttd binary: parses the subcommand and hands over to it.
  *
- *   tttd serve      the HTTP daemon                      (not yet built)
+ *   tttd serve      the HTTP daemon
  *   tttd generate   offline text-to-image, written to PNG/JPEG files
  *   tttd bench      time the engine (a transformer forward or a denoising loop)
  *   tttd linearize  softmax checkpoint -> TTT checkpoint (weight inheritance)
@@ -13,6 +13,7 @@
 #include "server/cmd_info.h"
 #include "server/cmd_linearize.h"
 #include "server/cmd_tokenize.h"
+#include "server/serve.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -45,13 +46,18 @@ static int run_tokenize(int argc, char **argv)
     return srv_cmd_tokenize(argc, argv, stdout, stderr);
 }
 
+static int run_serve(int argc, char **argv)
+{
+    return srv_cmd_serve(argc, argv, stdout, stderr);
+}
+
 static int run_generate(int argc, char **argv)
 {
     return srv_cmd_generate(argc, argv, stdout, stderr);
 }
 
 static const command commands[] = {
-    {"serve", "run the HTTP daemon", NULL},
+    {"serve", "run the HTTP daemon", run_serve},
     {"generate", "generate images offline and write them to files", run_generate},
     {"bench", "time the engine", run_bench},
     {"linearize", "make a TTT checkpoint from a softmax one", run_linearize},

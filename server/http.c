@@ -1,0 +1,626 @@
+/*
+ * http.c - libmicrohttpd's callbacks: per-request state, routing, API keys, body accumulation
+ * under --max-body, replies and their common headers, suspend/resume with disconnect watching,
+ * and the small endpoints (/, /healthz, /readyz, /metrics). The generation endpoints, jobs and
+ * streaming are in http_generate.c.
+ */
+#include "server/http_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "engine/log.h"
+#include "server/web_index.h"
+#include "server/worker.h"
+
+/* ---- disconnect watching ---- */
+
+/*
+ * MHD stops watching a suspended connection's socket, so a client that hangs up while its
+ * images are being made would go unnoticed until the answer is written. A uv_poll_t on the same
+ * fd (in libuv's own epoll set) sees the hang-up. It is allocated apart from the request because
+ * uv_close finishes on a later loop iteration, possibly after the request is gone.
+ */
+struct conn_watch {
+    uv_poll_t poll;
+    srv_req *req; /* NULL once the request no longer cares */
+    int fd;
+};
+
+static void watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void watch_stop(srv_req *r)
+{
+    conn_watch *w = r->watch;
+    if (!w)
+        return;
+    r->watch = NULL;
+    w->req = NULL;
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, watch_closed);
+}
+
+static void on_watch(uv_poll_t *p, int status, int events)
+{
+    conn_watch *w = p->data;
+    srv_req *r = w->req;
+    if (!r)
+        return;
+    int gone = status < 0 || (events & UV_DISCONNECT);
+    if (!gone && (events & UV_READABLE)) {
+        char c;
+        ssize_t n = recv(w->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            gone = 1;
+        else if (n > 0)
+            /* A pipelined request: data is not a hang-up, and stays for MHD; keep watching
+             * for the hang-up alone. */
+            uv_poll_start(p, UV_DISCONNECT, on_watch);
+    }
+    if (!gone)
+        return;
+    eng_log(ENG_LOG_INFO, r->id, "client disconnected");
+    srv_http_req_gone(r, SRV_CANCEL_DISCONNECT);
+    srv_req_resume(r); /* MHD then finds the socket closed and completes the request */
+}
+
+static void watch_start(srv_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    conn_watch *w = calloc(1, sizeof *w);
+    if (!ci || !w) {
+        free(w);
+        return; /* no watch: a disconnect is noticed when the answer is written */
+    }
+    w->fd = ci->connect_fd;
+    w->req = r;
+    if (uv_poll_init(r->h->loop, &w->poll, w->fd)) {
+        free(w);
+        return;
+    }
+    w->poll.data = w;
+    if (uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_watch)) {
+        uv_close((uv_handle_t *)&w->poll, watch_closed);
+        return;
+    }
+    r->watch = w;
+}
+
+void srv_req_suspend(srv_req *r)
+{
+    if (r->suspended)
+        return;
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    watch_start(r);
+}
+
+void srv_req_resume(srv_req *r)
+{
+    if (!r->suspended)
+        return;
+    watch_stop(r);
+    r->suspended = 0;
+    r->reader_waiting = 0;
+    MHD_resume_connection(r->conn);
+    srv_mhd_loop_kick(r->h->cfg.mhd);
+}
+
+/* ---- replies ---- */
+
+struct MHD_Response *srv_req_response(srv_req *r, const char *ctype, void *body, size_t len,
+                                      enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
+    if (!resp) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(body);
+        return NULL;
+    }
+    if (ctype)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (r->timing[0])
+        MHD_add_response_header(resp, "Server-Timing", r->timing);
+    if (r->h->draining)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return resp;
+}
+
+void srv_req_send(srv_req *r, int status, struct MHD_Response *resp)
+{
+    if (!resp) {
+        /* Out of memory: closing the connection is all that is left. */
+        eng_log(ENG_LOG_ERROR, r->id, "cannot build a response (out of memory)");
+        r->status = 500;
+        r->answered = 1;
+        srv_req_resume(r);
+        return;
+    }
+    r->status = status;
+    r->answered = 1;
+    if (r->suspended) {
+        if (r->pending)
+            MHD_destroy_response(r->pending);
+        r->pending = resp;
+        r->pending_status = status;
+        srv_req_resume(r);
+        return;
+    }
+    if (MHD_queue_response(r->conn, (unsigned)status, resp) != MHD_YES)
+        eng_log(ENG_LOG_WARN, r->id, "MHD refused the response (%d)", status);
+    MHD_destroy_response(resp);
+}
+
+void srv_req_json(srv_req *r, int status, char *json)
+{
+    if (!json) {
+        srv_req_error(r, API_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    srv_req_send(r, status,
+                 srv_req_response(r, "application/json", json, strlen(json),
+                                  MHD_RESPMEM_MUST_FREE));
+}
+
+static const char *allow_of(srv_route route)
+{
+    switch (route) {
+    case SRV_ROUTE_GENERATE:
+    case SRV_ROUTE_IMAGES:
+        return "POST";
+    case SRV_ROUTE_JOBS:
+        return "GET, HEAD, DELETE";
+    default:
+        return "GET, HEAD";
+    }
+}
+
+static void count_rejection(srv_req *r, api_err e)
+{
+    srv_metrics *m = r->h->cfg.metrics;
+    switch (e) {
+    case API_ERR_QUEUE_FULL: srv_metrics_reject(m, SRV_REJECT_QUEUE_FULL); break;
+    case API_ERR_BODY_TOO_LARGE: srv_metrics_reject(m, SRV_REJECT_BODY_TOO_LARGE); break;
+    case API_ERR_UNAUTHORIZED: srv_metrics_reject(m, SRV_REJECT_UNAUTHORIZED); break;
+    case API_ERR_MODEL_LOADING: srv_metrics_reject(m, SRV_REJECT_LOADING); break;
+    case API_ERR_SHUTTING_DOWN: srv_metrics_reject(m, SRV_REJECT_SHUTTING_DOWN); break;
+    case API_ERR_BAD_JSON:
+    case API_ERR_BAD_UTF8:
+    case API_ERR_UNKNOWN_FIELD:
+    case API_ERR_FIELD_TYPE:
+    case API_ERR_FIELD_RANGE:
+    case API_ERR_FIELD_MISSING:
+    case API_ERR_FIELD_UNSUPPORTED:
+    case API_ERR_UNSUPPORTED_MEDIA_TYPE:
+    case API_ERR_NOT_ACCEPTABLE:
+    case API_ERR_MODEL_NOT_FOUND:
+        srv_metrics_reject(m, SRV_REJECT_INVALID);
+        break;
+    default:
+        break;
+    }
+}
+
+void srv_req_error(srv_req *r, api_err e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *body = api_error_body_v(e, fmt, ap);
+    va_end(ap);
+    if (!body) {
+        srv_req_send(r, 500, NULL);
+        return;
+    }
+    /* Rejections are requests refused before any work; a job's failure is not one. */
+    if (!r->job)
+        count_rejection(r, e);
+    struct MHD_Response *resp =
+        srv_req_response(r, "application/json", body, strlen(body), MHD_RESPMEM_MUST_FREE);
+    const char *hdr = api_error_header(e);
+    if (resp && hdr) {
+        if (!strcasecmp(hdr, "Allow"))
+            MHD_add_response_header(resp, "Allow", allow_of(r->route));
+        else if (!strcasecmp(hdr, "Retry-After"))
+            MHD_add_response_header(resp, "Retry-After", e == API_ERR_QUEUE_FULL ? "1" : "5");
+        else if (!strcasecmp(hdr, "WWW-Authenticate"))
+            MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"tttd\"");
+    }
+    srv_req_send(r, api_error_status(e), resp);
+}
+
+/* ---- routing and checks ---- */
+
+static srv_route route_of(const char *url, char *path_id, size_t idlen)
+{
+    static const struct {
+        const char *path;
+        srv_route route;
+    } exact[] = {
+        {"/", SRV_ROUTE_INDEX},           {"/healthz", SRV_ROUTE_HEALTHZ},
+        {"/readyz", SRV_ROUTE_READYZ},    {"/metrics", SRV_ROUTE_METRICS},
+        {"/v1/models", SRV_ROUTE_MODELS}, {"/v1/generate", SRV_ROUTE_GENERATE},
+        {"/v1/images/generations", SRV_ROUTE_IMAGES},
+    };
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (!strcmp(url, exact[i].path))
+            return exact[i].route;
+    static const char jobs[] = "/v1/jobs/";
+    if (!strncmp(url, jobs, sizeof jobs - 1)) {
+        const char *id = url + sizeof jobs - 1;
+        size_t n = strlen(id);
+        if (n > 0 && n < idlen && !strchr(id, '/')) {
+            memcpy(path_id, id, n + 1);
+            return SRV_ROUTE_JOBS;
+        }
+    }
+    return SRV_ROUTE_OTHER;
+}
+
+static int method_allowed(srv_route route, const char *m)
+{
+    switch (route) {
+    case SRV_ROUTE_GENERATE:
+    case SRV_ROUTE_IMAGES:
+        return !strcmp(m, "POST");
+    case SRV_ROUTE_JOBS:
+        return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE");
+    default:
+        return !strcmp(m, "GET") || !strcmp(m, "HEAD");
+    }
+}
+
+static int needs_key(const srv_options *o, srv_route route)
+{
+    if (o->keys.n == 0)
+        return 0;
+    switch (route) {
+    case SRV_ROUTE_INDEX: /* the page is static; it sends the key the user types */
+    case SRV_ROUTE_OTHER:
+        return 0;
+    case SRV_ROUTE_HEALTHZ:
+    case SRV_ROUTE_READYZ:
+        return !o->public_health;
+    case SRV_ROUTE_METRICS:
+        return !o->public_metrics;
+    default:
+        return 1;
+    }
+}
+
+/* Compares against every key in time that does not depend on where a guess goes wrong. */
+static int key_ok(const srv_options *o, const char *auth)
+{
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return 0;
+    const char *k = auth + 7;
+    while (*k == ' ')
+        k++;
+    size_t kl = strlen(k);
+    int ok = 0;
+    for (int i = 0; i < o->keys.n; i++) {
+        const char *key = o->keys.v[i];
+        size_t l = strlen(key);
+        unsigned diff = (unsigned)(l ^ kl);
+        for (size_t j = 0; j < l; j++)
+            diff |= (unsigned char)key[j] ^ (unsigned char)(j < kl ? k[j] : 0);
+        ok |= diff == 0;
+    }
+    return ok;
+}
+
+static void set_request_id(srv_req *r)
+{
+    const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given) {
+        size_t n = strlen(given), i = 0;
+        while (i < n && (isalnum((unsigned char)given[i]) || strchr("._-", given[i])))
+            i++;
+        if (n > 0 && n <= 64 && i == n) {
+            memcpy(r->id, given, n + 1);
+            return;
+        }
+    }
+    srv_random_hex(r->id, 20);
+}
+
+/* ---- the small endpoints ---- */
+
+static void reply_static(srv_req *r, int status, const char *ctype, const void *data, size_t len)
+{
+    srv_req_send(r, status,
+                 srv_req_response(r, ctype, (void *)data, len, MHD_RESPMEM_PERSISTENT));
+}
+
+static void handle_readyz(srv_req *r)
+{
+    const srv_sched *s = r->h->cfg.sched;
+    if (r->h->draining || s->draining)
+        srv_req_error(r, API_ERR_SHUTTING_DOWN, NULL);
+    else if (s->load_state != 1)
+        srv_req_error(r, API_ERR_MODEL_LOADING, NULL);
+    else if (s->queue.size >= r->h->cfg.opts->readyz_queue_mark)
+        srv_req_error(r, API_ERR_OVERLOADED, "%d images are queued (the mark is %d).",
+                      s->queue.size, r->h->cfg.opts->readyz_queue_mark);
+    else {
+        static const char ok[] = "{\"status\":\"ready\"}";
+        reply_static(r, 200, "application/json", ok, sizeof ok - 1);
+    }
+}
+
+static void handle_metrics(srv_req *r)
+{
+    size_t len = 0;
+    srv_metrics_set_queue_size(r->h->cfg.metrics, r->h->cfg.sched->queue.size);
+    char *text = srv_metrics_render(r->h->cfg.metrics, &len);
+    if (!text) {
+        srv_req_error(r, API_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    srv_req_send(r, 200,
+                 srv_req_response(r, "text/plain; version=0.0.4; charset=utf-8", text, len,
+                                  MHD_RESPMEM_MUST_FREE));
+}
+
+/* Answers a request whose headers (and, for POST, body) are in. */
+static void dispatch_route(srv_req *r)
+{
+    static const char healthy[] = "{\"status\":\"ok\"}";
+    switch (r->route) {
+    case SRV_ROUTE_INDEX:
+        reply_static(r, 200, "text/html; charset=utf-8", srv_web_index_html,
+                     srv_web_index_html_len);
+        break;
+    case SRV_ROUTE_HEALTHZ:
+        reply_static(r, 200, "application/json", healthy, sizeof healthy - 1);
+        break;
+    case SRV_ROUTE_READYZ:
+        handle_readyz(r);
+        break;
+    case SRV_ROUTE_METRICS:
+        handle_metrics(r);
+        break;
+    case SRV_ROUTE_MODELS:
+        srv_http_models(r);
+        break;
+    case SRV_ROUTE_JOBS:
+        if (!strcmp(r->method, "DELETE"))
+            srv_http_job_delete(r);
+        else
+            srv_http_job_get(r);
+        break;
+    case SRV_ROUTE_GENERATE:
+    case SRV_ROUTE_IMAGES:
+        if (r->too_large)
+            srv_req_error(r, API_ERR_BODY_TOO_LARGE, "The body is larger than %lld bytes.",
+                          (long long)r->h->cfg.opts->max_body);
+        else
+            srv_http_generate(r);
+        break;
+    default:
+        srv_req_error(r, API_ERR_NOT_FOUND, NULL);
+        break;
+    }
+}
+
+/*
+ * First call for a request (headers in): its state, and what it will be answered if it may not
+ * go on (r->reject). Only an announced oversized body is answered now, before it is read: an
+ * answer queued before the request is complete makes MHD close the connection, which is right
+ * for a body nobody wants but would cost every keep-alive GET its connection.
+ */
+static void request_start(srv_req *r, const char *url, const char *method)
+{
+    const srv_options *o = r->h->cfg.opts;
+    set_request_id(r);
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->url, sizeof r->url, "%s", url);
+    r->route = route_of(url, r->path_id, sizeof r->path_id);
+    if (r->route == SRV_ROUTE_OTHER)
+        r->reject = API_ERR_NOT_FOUND;
+    else if (!method_allowed(r->route, method))
+        r->reject = API_ERR_METHOD_NOT_ALLOWED;
+    else if (needs_key(o, r->route) &&
+             !key_ok(o, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
+        r->reject = API_ERR_UNAUTHORIZED;
+    if (r->reject || strcmp(method, "POST") != 0)
+        return;
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (!errno && end != cl && n > (unsigned long long)o->max_body)
+            srv_req_error(r, API_ERR_BODY_TOO_LARGE,
+                          "The body is %llu bytes; this server takes at most %lld.", n,
+                          (long long)o->max_body);
+    }
+}
+
+/* The request is complete: answer it, or start its work. */
+static void request_ready(srv_req *r)
+{
+    switch (r->reject) {
+    case API_OK:
+        dispatch_route(r);
+        break;
+    case API_ERR_NOT_FOUND:
+        srv_req_error(r, API_ERR_NOT_FOUND, "No route %s.", r->url);
+        break;
+    case API_ERR_METHOD_NOT_ALLOWED:
+        srv_req_error(r, API_ERR_METHOD_NOT_ALLOWED, "%s does not allow %s.", r->url, r->method);
+        break;
+    default:
+        srv_req_error(r, r->reject, NULL);
+        break;
+    }
+}
+
+enum MHD_Result srv_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    srv_http *h = cls;
+    srv_req *r = *con_cls;
+    (void)version;
+
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->h = h;
+        r->conn = conn;
+        r->start_ms = srv_now_ms();
+        r->next = h->reqs;
+        if (h->reqs)
+            h->reqs->prev = r;
+        h->reqs = r;
+        h->in_flight++;
+        *con_cls = r;
+        request_start(r, url, method);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        r->received += n;
+        if (r->too_large || r->answered || r->reject) {
+            /* Read and dropped: the answer is an error anyway. A client that goes on sending
+             * far beyond the limit loses its connection instead of holding it forever. */
+            return r->received > 4 * (uint64_t)h->cfg.opts->max_body + (1u << 20) ? MHD_NO
+                                                                                   : MHD_YES;
+        }
+        if (r->body.len + n > (size_t)h->cfg.opts->max_body) {
+            r->too_large = 1;
+            srv_buf_free(&r->body);
+            return MHD_YES;
+        }
+        srv_buf_append(&r->body, upload_data, n);
+        if (srv_buf_failed(&r->body))
+            return MHD_NO;
+        return MHD_YES;
+    }
+    if (r->pending) {
+        struct MHD_Response *resp = r->pending;
+        r->pending = NULL;
+        if (MHD_queue_response(conn, (unsigned)r->pending_status, resp) != MHD_YES)
+            eng_log(ENG_LOG_WARN, r->id, "MHD refused the response (%d)", r->pending_status);
+        MHD_destroy_response(resp);
+        return MHD_YES;
+    }
+    if (r->gone) {
+        /* Nobody will read it; MHD finds the socket closed when it writes, and completes. */
+        srv_req_error(r, API_ERR_CANCELED, "The client closed the connection.");
+        return MHD_YES;
+    }
+    if (r->answered) {
+        /* Resumed with nothing to send (the out-of-memory path): close the connection. */
+        return r->sse ? MHD_YES : MHD_NO;
+    }
+    if (r->job) {
+        /* Resumed before its job finished (shutdown): it cannot wait any longer. */
+        srv_req_error(r, API_ERR_SHUTTING_DOWN, NULL);
+        return MHD_YES;
+    }
+    request_ready(r);
+    return MHD_YES;
+}
+
+void srv_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                        enum MHD_RequestTerminationCode toe)
+{
+    srv_http *h = cls;
+    srv_req *r = *con_cls;
+    (void)conn;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    srv_http_req_gone(r, SRV_CANCEL_DISCONNECT);
+    watch_stop(r);
+    if (r->pending)
+        MHD_destroy_response(r->pending);
+    double ms = srv_now_ms() - r->start_ms;
+    int status = r->status ? r->status : 500;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->sse)
+        eng_log(ENG_LOG_DEBUG, r->id, "connection ended before the answer was sent (%d)",
+                (int)toe);
+    srv_metrics_request(h->cfg.metrics, r->route, status, ms / 1e3);
+    eng_log(ENG_LOG_DEBUG, r->id, "%s %s %d %.2f ms", r->method, srv_route_label(r->route),
+            status, ms);
+    api_generate_request_free(&r->greq);
+    srv_buf_free(&r->body);
+    srv_buf_free(&r->sse_out);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    h->in_flight--;
+    free(r);
+}
+
+/* ---- the object ---- */
+
+static void on_ping(uv_timer_t *t)
+{
+    srv_http_ping_streams(t->data);
+}
+
+int srv_http_new(srv_http **out, uv_loop_t *loop, const srv_http_config *cfg)
+{
+    srv_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    h->loop = loop;
+    h->cfg = *cfg;
+    uv_timer_init(loop, &h->ping);
+    h->ping.data = h;
+    uint64_t every = (uint64_t)cfg->opts->sse_ping_ms;
+    uv_timer_start(&h->ping, on_ping, every, every);
+    *out = h;
+    return 0;
+}
+
+static void http_closed(uv_handle_t *t)
+{
+    free(t->data);
+}
+
+void srv_http_free(srv_http *h)
+{
+    if (!h)
+        return;
+    uv_timer_stop(&h->ping);
+    uv_close((uv_handle_t *)&h->ping, http_closed);
+}
+
+void srv_http_set_draining(srv_http *h)
+{
+    h->draining = 1;
+}
+
+int srv_http_in_flight(const srv_http *h)
+{
+    return h->in_flight;
+}
+
+void srv_http_resume_all(srv_http *h)
+{
+    for (srv_req *r = h->reqs; r; r = r->next) {
+        if (r->sse)
+            r->sse_done = 1;
+        srv_req_resume(r);
+    }
+}

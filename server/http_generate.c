@@ -1,0 +1,484 @@
+/*
+ * http_generate.c - POST /v1/generate and /v1/images/generations (parse, check against the model,
+ * queue, wait suspended or stream), GET/DELETE /v1/jobs/{id}, GET /v1/models, and the job events
+ * that answer or feed a waiting request.
+ */
+#include "server/http_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "engine/log.h"
+#include "server/worker.h"
+
+#define SSE_BLOCK 16384
+
+/* ---- parsing against the right model ---- */
+
+/* The "model" a body names, peeked before the real parse so that limits and defaults are the
+ * model's (a bad body falls back to the first model: the real parse reports the fault). */
+static int peek_model(const srv_models *ms, const char *body, size_t len)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    int idx = 0;
+    if (root) {
+        const char *name = json_string_value(json_object_get(root, "model"));
+        int i = name ? srv_models_find(ms, name) : -1;
+        if (i >= 0)
+            idx = i;
+        json_decref(root);
+    }
+    return idx;
+}
+
+static void limits_for(const srv_options *o, const srv_model *m, api_limits *l, api_defaults *d)
+{
+    api_limits_init(l);
+    l->max_body_bytes = (size_t)o->max_body;
+    l->max_width = o->max_width < m->max_side ? o->max_width : m->max_side;
+    l->max_height = o->max_height < m->max_side ? o->max_height : m->max_side;
+    l->max_pixels = o->max_pixels;
+    l->size_multiple = m->cell;
+    l->max_steps = o->max_steps;
+    l->max_n = o->max_n;
+    l->max_timeout_ms = (uint32_t)o->request_timeout_ms;
+    api_defaults_init(d);
+    d->width = m->default_width <= l->max_width ? m->default_width : l->max_width;
+    d->height = m->default_height <= l->max_height ? m->default_height : l->max_height;
+    if (d->steps > l->max_steps)
+        d->steps = l->max_steps;
+}
+
+/* ---- job events ---- */
+
+static void sse_push(srv_req *r, char *event)
+{
+    if (!event) {
+        eng_log(ENG_LOG_ERROR, r->id, "out of memory for an event");
+        return;
+    }
+    srv_buf_append(&r->sse_out, event, strlen(event));
+    free(event);
+    if (r->reader_waiting)
+        srv_req_resume(r);
+}
+
+static api_image image_of(const srv_job *j, int k)
+{
+    return (api_image){.data = j->units[k].image, .len = j->units[k].image_len,
+                       .seed = j->units[k].seed, .format = j->format, .width = j->width,
+                       .height = j->height};
+}
+
+static void ev_progress(void *waiter, srv_job *j, int index, int step, int steps)
+{
+    srv_req *r = waiter;
+    if (r->sse)
+        sse_push(r, api_sse_progress(j->id, index, step, steps));
+}
+
+static void ev_preview(void *waiter, srv_job *j, int index, int step, int steps,
+                       const uint8_t *png, size_t len, int w, int h)
+{
+    srv_req *r = waiter;
+    if (!r->sse)
+        return;
+    api_image img = {.data = png, .len = len, .seed = j->units[index].seed,
+                     .format = API_FORMAT_PNG, .width = w, .height = h};
+    sse_push(r, api_sse_preview(j->id, index, step, steps, &img));
+}
+
+static void ev_image(void *waiter, srv_job *j, int index)
+{
+    srv_req *r = waiter;
+    if (!r->sse)
+        return;
+    api_image img = image_of(j, index);
+    sse_push(r, api_sse_image(j->id, index, &img));
+    /* Sent: the bytes are not needed again. */
+    free(j->units[index].image);
+    j->units[index].image = NULL;
+}
+
+static void detach(srv_req *r)
+{
+    if (r->job)
+        r->job->waiter = NULL;
+    r->job = NULL;
+}
+
+static void answer_done(srv_req *r, srv_job *j, const api_metrics *m)
+{
+    if (r->answer == API_ANSWER_IMAGE) {
+        srv_unit *u = &j->units[0];
+        void *bytes = u->image;
+        size_t len = u->image_len;
+        u->image = NULL; /* MHD frees it */
+        struct MHD_Response *resp = srv_req_response(r, api_format_mime(j->format), bytes, len,
+                                                     MHD_RESPMEM_MUST_FREE);
+        if (resp) {
+            char seed[24];
+            snprintf(seed, sizeof seed, "%llu", (unsigned long long)u->seed);
+            MHD_add_response_header(resp, "X-Seed", seed);
+        }
+        srv_req_send(r, 200, resp);
+        return;
+    }
+    api_image *imgs = calloc((size_t)j->n, sizeof *imgs);
+    char *json = NULL;
+    if (imgs) {
+        for (int k = 0; k < j->n; k++)
+            imgs[k] = image_of(j, k);
+        if (r->greq.kind == API_REQUEST_OPENAI)
+            json = api_openai_images_response(j->created_unix, &r->greq, imgs, j->n, m);
+        else
+            json = api_generate_response(j->id, j->model_name, j->created_unix, imgs, j->n, m);
+        free(imgs);
+    }
+    srv_job_drop_images(j);
+    srv_req_json(r, 200, json);
+}
+
+static void ev_finished(void *waiter, srv_job *j)
+{
+    srv_req *r = waiter;
+    api_metrics m;
+    double now = srv_now_ms();
+    srv_job_metrics(j, now, &m);
+    if (api_server_timing(&m, r->timing, sizeof r->timing) < 0)
+        r->timing[0] = '\0';
+
+    if (j->state == API_JOB_DONE)
+        eng_log(ENG_LOG_INFO, r->id,
+                "done: %d image(s) %dx%d, %d steps, queue %.1f ms, text %.1f ms, "
+                "denoise %.1f ms, vae %.1f ms, encode %.1f ms, total %.1f ms, batch %d",
+                j->n, j->width, j->height, j->steps, m.queue_ms, m.text_encode_ms,
+                m.denoise_ms, m.vae_ms, m.encode_ms, m.total_ms, m.batch_size);
+    else
+        eng_log(ENG_LOG_INFO, r->id, "%s: %s", api_job_state_name(j->state),
+                j->error_msg ? j->error_msg : api_error_message(j->error));
+
+    if (r->sse) {
+        if (j->state == API_JOB_DONE)
+            sse_push(r, api_sse_done(j->id, j->model_name, j->n, &m));
+        else
+            sse_push(r, api_sse_error(j->error, j->error_msg));
+        r->sse_done = 1;
+        detach(r);
+        if (r->reader_waiting)
+            srv_req_resume(r);
+        return;
+    }
+    if (j->state == API_JOB_DONE)
+        answer_done(r, j, &m);
+    else if (j->error_msg)
+        srv_req_error(r, j->error, "%s", j->error_msg);
+    else
+        srv_req_error(r, j->error, NULL);
+    detach(r);
+}
+
+static const srv_sched_events events = {
+    .progress = ev_progress,
+    .preview = ev_preview,
+    .image = ev_image,
+    .finished = ev_finished,
+    .load_state = NULL,
+};
+
+const srv_sched_events *srv_http_sched_events(void)
+{
+    return &events;
+}
+
+void srv_http_req_gone(srv_req *r, srv_cancel reason)
+{
+    srv_job *j = r->job;
+    if (!j)
+        return;
+    /* Forget the job first: canceling it must not answer a request that is going away. */
+    detach(r);
+    r->gone = 1;
+    srv_sched_cancel(r->h->cfg.sched, j, reason);
+    if (r->sse)
+        r->sse_done = 1;
+}
+
+/* ---- streaming ---- */
+
+ssize_t srv_http_sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    srv_req *r = cls;
+    (void)pos;
+    if (r->sse_out.len) {
+        size_t n = r->sse_out.len < max ? r->sse_out.len : max;
+        memcpy(buf, r->sse_out.data, n);
+        srv_buf_consume(&r->sse_out, n);
+        return (ssize_t)n;
+    }
+    if (r->sse_done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    /* Nothing to send: sleep until a job event or a ping resumes the connection. */
+    r->reader_waiting = 1;
+    srv_req_suspend(r);
+    return 0;
+}
+
+void srv_http_ping_streams(srv_http *h)
+{
+    for (srv_req *r = h->reqs; r; r = r->next) {
+        if (!r->sse || r->sse_done)
+            continue;
+        srv_buf_append(&r->sse_out, API_SSE_PING, strlen(API_SSE_PING));
+        if (r->reader_waiting)
+            srv_req_resume(r);
+    }
+}
+
+void srv_http_queue_moved(srv_http *h)
+{
+    const srv_sched *s = h->cfg.sched;
+    for (srv_req *r = h->reqs; r; r = r->next) {
+        /* Only while still queued: that it started running, progress events say. */
+        if (!r->sse || !r->job || r->job->state != API_JOB_QUEUED)
+            continue;
+        int p = srv_sched_position(s, r->job);
+        if (p >= 1 && p != r->position) {
+            r->position = p;
+            sse_push(r, api_sse_queued(r->job->id, p));
+        }
+    }
+}
+
+static void start_stream(srv_req *r, srv_job *j, int position)
+{
+    r->sse = 1;
+    r->position = position;
+    char *ev = api_sse_queued(j->id, position);
+    if (ev) {
+        srv_buf_append(&r->sse_out, ev, strlen(ev));
+        free(ev);
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, srv_http_sse_reader, r,
+                                          NULL);
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
+        MHD_add_response_header(resp, "X-Request-Id", r->id);
+    }
+    srv_req_send(r, 200, resp);
+}
+
+/* ---- POST /v1/generate, /v1/images/generations ---- */
+
+void srv_http_generate(srv_req *r)
+{
+    srv_http *h = r->h;
+    const srv_options *o = h->cfg.opts;
+    const srv_models *ms = h->cfg.models;
+    srv_sched *s = h->cfg.sched;
+    api_err code = API_OK;
+    char msg[512];
+    const char *body = r->body.data ? r->body.data : "";
+
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    if (api_content_type_is_json(ct) != 0) {
+        srv_req_error(r, API_ERR_UNSUPPORTED_MEDIA_TYPE, NULL);
+        return;
+    }
+    int mi = peek_model(ms, body, r->body.len);
+    api_limits lim;
+    api_defaults def;
+    limits_for(o, &ms->v[mi], &lim, &def);
+    int rc = r->route == SRV_ROUTE_IMAGES
+                 ? api_parse_openai_images(body, r->body.len, &lim, &def, &r->greq, &code, msg,
+                                           sizeof msg)
+                 : api_parse_generate(body, r->body.len, &lim, &def, &r->greq, &code, msg,
+                                      sizeof msg);
+    if (rc) {
+        srv_req_error(r, code, "%s", msg);
+        return;
+    }
+    api_generate_request *g = &r->greq;
+    if (g->model) {
+        mi = srv_models_find(ms, g->model);
+        if (mi < 0) {
+            srv_req_error(r, API_ERR_MODEL_NOT_FOUND, "model: no model \"%s\" is loaded "
+                          "(see GET /v1/models).", g->model);
+            return;
+        }
+    } else {
+        mi = 0;
+    }
+    r->answer = API_ANSWER_JSON;
+    if (g->kind == API_REQUEST_NATIVE) {
+        const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
+        if (api_accept_choose(accept, g, &r->answer, &code, msg, sizeof msg)) {
+            srv_req_error(r, code, "%s", msg);
+            return;
+        }
+    }
+
+    switch (srv_sched_can_accept(s, g->n)) {
+    case 0:
+        break;
+    case -EBUSY:
+        srv_req_error(r, API_ERR_MODEL_LOADING, NULL);
+        return;
+    case -ESHUTDOWN:
+        srv_req_error(r, API_ERR_SHUTTING_DOWN, NULL);
+        return;
+    default:
+        srv_req_error(r, API_ERR_QUEUE_FULL, "The queue holds %d of %d images; this request "
+                      "needs %d places.", s->queue.size, s->queue.capacity, g->n);
+        return;
+    }
+
+    /* The request id is the job id; a client that reuses one of a job still held gets a new
+     * one (the answer's X-Request-Id says which). */
+    if (srv_jobs_find(&s->jobs, r->id)) {
+        eng_log(ENG_LOG_WARN, r->id, "X-Request-Id already names a job: using a new id");
+        do
+            srv_random_hex(r->id, 20);
+        while (srv_jobs_find(&s->jobs, r->id));
+    }
+    srv_job *j = srv_jobs_create(&s->jobs, g->n, r->id);
+    if (!j) {
+        srv_req_error(r, API_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    j->model = mi;
+    j->model_name = ms->v[mi].name;
+    j->prompt = g->prompt;
+    j->negative_prompt = g->negative_prompt;
+    g->prompt = g->negative_prompt = NULL; /* the job owns them now */
+    j->guidance = (float)g->guidance;
+    j->width = g->width;
+    j->height = g->height;
+    j->steps = g->steps;
+    j->format = g->format;
+    j->quality = g->quality;
+    /* Previews only for a stream; the request's interval, else the server's (0: none). */
+    if (r->answer == API_ANSWER_SSE)
+        j->preview_every = g->preview_every > 0 ? g->preview_every : o->preview_every;
+    j->arrival_ms = r->start_ms;
+    uint64_t seed = g->has_seed ? g->seed : srv_random_seed();
+    for (int k = 0; k < j->n; k++)
+        j->units[k].seed = api_unit_seed(seed, k);
+    double timeout = (double)o->request_timeout_ms;
+    if (g->timeout_ms > 0 && g->timeout_ms < timeout)
+        timeout = g->timeout_ms;
+
+    j->waiter = r;
+    r->job = j;
+    if (srv_sched_submit(s, j, timeout)) {
+        /* can_accept said yes a moment ago on the same thread: only a bug gets here. */
+        detach(r);
+        srv_jobs_discard(&s->jobs, j);
+        srv_req_error(r, API_ERR_INTERNAL, "the job could not be queued");
+        return;
+    }
+    int position = srv_sched_position(s, j);
+    eng_log(ENG_LOG_INFO, r->id, "queued: model %s, %d image(s) %dx%d, %d steps, seed %llu%s, "
+            "queue position %d", j->model_name, j->n, j->width, j->height, j->steps,
+            (unsigned long long)seed, g->has_seed ? "" : " (random)", position);
+    if (r->answer == API_ANSWER_SSE)
+        start_stream(r, j, position);
+    else
+        srv_req_suspend(r);
+}
+
+/* ---- GET/DELETE /v1/jobs/{id} ---- */
+
+static char *job_json(const srv_sched *s, const srv_job *j)
+{
+    int least = j->steps;
+    for (int k = 0; k < j->n; k++)
+        if (j->unit_step[k] < least)
+            least = j->unit_step[k];
+    api_job_status st = {
+        .id = j->id,
+        .model = j->model_name,
+        .state = j->state,
+        .created = j->created_unix,
+        .queue_position = j->state == API_JOB_QUEUED ? srv_sched_position(s, j) : 0,
+        .step = j->state == API_JOB_DONE ? j->steps : least,
+        .steps = j->steps,
+        .n = j->n,
+        .images_done = j->images_done,
+        .error = j->error,
+        .error_message = j->error_msg,
+    };
+    return api_job_status_json(&st);
+}
+
+void srv_http_job_get(srv_req *r)
+{
+    srv_sched *s = r->h->cfg.sched;
+    srv_job *j = srv_jobs_find(&s->jobs, r->path_id);
+    if (!j) {
+        srv_req_error(r, API_ERR_JOB_NOT_FOUND, NULL);
+        return;
+    }
+    srv_req_json(r, 200, job_json(s, j));
+}
+
+void srv_http_job_delete(srv_req *r)
+{
+    srv_sched *s = r->h->cfg.sched;
+    srv_job *j = srv_jobs_find(&s->jobs, r->path_id);
+    if (!j) {
+        srv_req_error(r, API_ERR_JOB_NOT_FOUND, NULL);
+        return;
+    }
+    if (srv_job_is_finished(j)) {
+        srv_req_error(r, API_ERR_JOB_FINISHED, "Job %s has already %s.", j->id,
+                      j->state == API_JOB_DONE ? "finished" : "ended");
+        return;
+    }
+    eng_log(ENG_LOG_INFO, r->id, "DELETE job %s", j->id);
+    srv_sched_cancel(s, j, SRV_CANCEL_DELETE);
+    srv_req_json(r, 200, job_json(s, j));
+}
+
+/* ---- GET /v1/models ---- */
+
+void srv_http_models(srv_req *r)
+{
+    const srv_models *ms = r->h->cfg.models;
+    api_model_info *info = calloc((size_t)ms->n, sizeof *info);
+    if (!info) {
+        srv_req_error(r, API_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    int ready = r->h->cfg.sched->load_state == 1;
+    for (int i = 0; i < ms->n; i++) {
+        const srv_model *m = &ms->v[i];
+        api_limits lim;
+        api_defaults def;
+        limits_for(r->h->cfg.opts, m, &lim, &def);
+        info[i] = (api_model_info){
+            .id = m->name,
+            .created = m->created,
+            .kind = m->ttt_modules == 0                      ? "softmax"
+                    : m->ttt_modules >= m->attention_modules ? "ttt"
+                                                             : "hybrid",
+            .attention_modules = m->attention_modules,
+            .ttt_modules = m->ttt_modules,
+            .default_width = def.width,
+            .default_height = def.height,
+            .default_steps = def.steps,
+            .default_guidance = def.guidance,
+            .ready = ready,
+        };
+    }
+    char *json = api_models_list(info, ms->n);
+    free(info);
+    srv_req_json(r, 200, json);
+}

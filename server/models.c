@@ -1,0 +1,94 @@
+/*
+ * models.c - the served models' table (see models.h), from each folder's configs.
+ */
+#include "server/models.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/config.h"
+#include "engine/error.h"
+
+const char *srv_models_default_dir(void)
+{
+    if (access("models/default/model_index.json", R_OK) == 0)
+        return "models/default";
+    return "tests/fixtures/tiny_model";
+}
+
+static int model_read(srv_model *m, const char *name, const char *dir, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    eng_transformer_config tc;
+    eng_vae_config vc;
+    eng_error e = {0};
+
+    m->name = strdup(name);
+    m->dir = strdup(dir);
+    if (!m->name || !m->dir) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/transformer/config.json", dir);
+    if (eng_config_load_transformer(path, &tc, &e))
+        goto fail;
+    snprintf(path, sizeof path, "%s/vae/config.json", dir);
+    if (eng_config_load_vae(path, &vc, &e))
+        goto fail;
+    /* diffusers: vae_scale_factor = 2 ** (len(block_out_channels) - 1). */
+    int scale = 1 << (vc.num_blocks - 1);
+    m->cell = scale * tc.patch_size;
+    m->max_side = tc.pos_embed_max_size * m->cell;
+    m->default_width = m->default_height = tc.sample_size * scale;
+    m->attention_modules = tc.num_layers + tc.num_dual_attention_layers;
+    m->ttt_modules = tc.num_ttt_modules;
+    m->created = (int64_t)time(NULL);
+    return 0;
+fail:
+    snprintf(err, errlen, "model %s: %s", name, e.msg[0] ? e.msg : eng_strerror(e.code));
+    return -1;
+}
+
+int srv_models_init(srv_models *out, const srv_model_spec *specs, int n, char *err,
+                    size_t errlen)
+{
+    out->n = 0;
+    out->v = calloc((size_t)(n > 0 ? n : 1), sizeof *out->v);
+    if (!out->v) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n == 0) {
+        out->n = 1;
+        return model_read(&out->v[0], "default", srv_models_default_dir(), err, errlen);
+    }
+    for (int i = 0; i < n; i++) {
+        out->n = i + 1;
+        if (model_read(&out->v[i], specs[i].name, specs[i].dir, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+void srv_models_free(srv_models *m)
+{
+    for (int i = 0; m->v && i < m->n; i++) {
+        free(m->v[i].name);
+        free(m->v[i].dir);
+    }
+    free(m->v);
+    m->v = NULL;
+    m->n = 0;
+}
+
+int srv_models_find(const srv_models *m, const char *name)
+{
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].name, name) == 0)
+            return i;
+    return -1;
+}
