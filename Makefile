@@ -18,6 +18,7 @@ SANITIZER ?=
 OPENMP ?= 1
 FUZZ_SECONDS ?= 60
 RUN_ARGS ?=
+PYTHON ?= /usr/bin/python3
 
 # Recursive (=) on purpose: pkg-config and the folder look-ups run when a recipe runs, after
 # `make deps`. With OpenMP on, OpenBLAS's OpenMP build is preferred: it shares the kernels' thread
@@ -91,12 +92,16 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 OBJ = $(BUILD)/obj
 LIB_OBJS := $(LIB_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
+# The page served at GET / is embedded in the binary: web_index.c is generated from
+# server/web/index.html into the build folder (never committed, never stale).
+WEB_INDEX_C := $(BUILD)/gen/server/web_index.c
+LIB_OBJS += $(OBJ)/gen/server/web_index.o
 LIB := $(BUILD)/libtttd.a
 BIN := $(BUILD)/tttd
 UNIT_BIN := $(BUILD)/tests/unit
 GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit)
 
-.PHONY: all run test check unit test-gpu bench deps fuzz fuzz-build asan ubsan tsan fixtures clean info-build
+.PHONY: all run test check unit contract test-web load test-gpu bench deps fuzz fuzz-build asan ubsan tsan fixtures clean
 
 all: $(BIN)
 
@@ -107,6 +112,13 @@ $(OBJ)/%.o: %.c
 $(OBJ)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(WEB_INDEX_C): server/web/index.html tools/embed_file.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/embed_file.py $< $@ srv_web_index_html server/web_index.h
+$(OBJ)/gen/server/web_index.o: $(WEB_INDEX_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -135,12 +147,30 @@ test: deps
 	$(MAKE) check
 
 # check: build everything (the CUDA code too, when nvcc is here) and run the unit tests.
+# The integration tests start $(BIN) serve on a random loopback port; the contract test checks the
+# running server against api/openapi.yaml (Python 3 standard library only).
 check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
-	$(UNIT_BIN) --jobs 2
+	TTTD_BIN=$(BIN) $(UNIT_BIN) --jobs 2
+	$(MAKE) contract
 
 # Only the unit tests (LIB_SRCS / UNIT_SRCS may be narrowed on the command line).
-unit: $(UNIT_BIN)
-	$(UNIT_BIN) --jobs 2
+unit: $(BIN) $(UNIT_BIN)
+	TTTD_BIN=$(BIN) $(UNIT_BIN) --jobs 2
+
+contract: $(BIN)
+	$(PYTHON) -B tests/contract/test_yaml_subset.py
+	$(PYTHON) -B tests/contract/test_schema.py
+	TTTD_BIN=$(BIN) $(PYTHON) -B tests/contract/test_openapi_contract.py
+
+# The page at GET / in headless Chromium (installs chromium and playwright-core when missing).
+test-web: $(BIN)
+	sh tests/web/run.sh $(BIN) $(BUILD)/web
+
+# wrk against a server on a random port: /healthz and /v1/generate at 1, 4, 16 connections,
+# appended to bench/RESULTS.md.
+load: deps
+	$(MAKE) all
+	sh bench/load.sh -b $(BIN) -o bench/RESULTS.md
 
 # On the GPU machine: every CUDA op against the CPU backend, then the whole MMDiT and the
 # denoising loop on CUDA against the reference's golden outputs (this one needs jansson).
@@ -189,7 +219,6 @@ $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
 
 # The PyTorch reference regenerates tests/fixtures/ (Debian's python3-torch; CI needs neither:
 # the fixtures are committed).
-PYTHON ?= /usr/bin/python3
 fixtures:
 	@$(PYTHON) -c 'import torch, numpy' 2>/dev/null || sh tools/install-deps.sh --reference
 	$(PYTHON) tools/reference/make_fixtures.py

@@ -9,6 +9,12 @@ libclang-rt-14-dev"
 
 # --reference: the packages of the PyTorch reference (tools/reference/, `make fixtures`).
 [ "${1:-}" = "--reference" ] && PKGS="python3 python3-torch python3-numpy"
+# --web: what `make test-web` needs: Chromium, and Debian's node and npm when there is no node at
+# all (a node from elsewhere, with its own npm, is fine: playwright-core 1.65 needs node >= 20).
+if [ "${1:-}" = "--web" ]; then
+    PKGS="chromium"
+    command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+fi
 
 missing=""
 for p in $PKGS; do
