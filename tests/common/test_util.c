@@ -1,6 +1,7 @@
 /* test_util.c - shared test helpers (see test_util.h). */
 #include "tests/common/test_util.h"
 
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,4 +77,16 @@ float *tu_alloc(int64_t n)
 double *tu_alloc_d(int64_t n)
 {
     return tu_malloc(n, sizeof(double));
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void tu_rmtree(const char *dir)
+{
+    if (dir && dir[0])
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

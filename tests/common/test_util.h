@@ -23,6 +23,9 @@ void tu_poison(float *x, int64_t n);
 /* 1 if any x[i] is NaN, else 0. */
 int tu_has_nan(const float *x, int64_t n);
 
+/* Removes dir and everything below it (symlinks removed, never followed); a missing dir is fine. */
+void tu_rmtree(const char *dir);
+
 /* malloc that aborts on failure; n may be 0. Free with free(). */
 float *tu_alloc(int64_t n);
 double *tu_alloc_d(int64_t n);

@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/config.h"
+#include "tests/common/test_util.h"
 
 /* ---- SD3.5 files, as diffusers / transformers saved them ---- */
 
@@ -106,15 +106,9 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(tmpdir));
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void teardown(void)
 {
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(tmpdir);
 }
 
 TestSuite(config, .init = setup, .fini = teardown);

@@ -11,7 +11,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,15 +52,9 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(tmp));
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void teardown(void)
 {
-    nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(tmp);
 }
 
 TestSuite(linearize, .init = setup, .fini = teardown);

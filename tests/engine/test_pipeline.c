@@ -14,7 +14,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -238,15 +237,9 @@ static void scratch_folder(char *dir, const char *nulls, const char *unlinked)
     fclose(f);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path); /* FTW_PHYS: a symlink is removed, never followed */
-}
-
 static void scratch_remove(const char *dir)
 {
-    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(dir);
 }
 
 /* ---- prompt encoding ---- */

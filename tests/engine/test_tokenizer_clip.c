@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include "engine/tokenizer.h"
 #include "tests/engine/tokenizer_expect.h"
+#include "tests/common/test_util.h"
 
 enum { BOS = 49406, EOS = 49407 };
 
@@ -177,12 +177,6 @@ Test(tokenizer_clip, concurrent_encoding)
 
 static char tmpdir[64];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void make_tmp(void)
 {
     strcpy(tmpdir, "/tmp/tttd_tok_XXXXXX");
@@ -191,7 +185,7 @@ static void make_tmp(void)
 
 static void drop_tmp(void)
 {
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(tmpdir);
 }
 
 static const char *tmp_at(const char *name)

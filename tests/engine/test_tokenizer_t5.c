@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 
 #include "engine/tokenizer.h"
 #include "tests/engine/tokenizer_expect.h"
+#include "tests/common/test_util.h"
 
 enum { PAD = 0, EOS = 1, UNK = 2, META = 3 /* "▁" */ };
 
@@ -127,12 +127,6 @@ Test(tokenizer_t5, truncation)
 
 static char tmpdir[64];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void make_tmp(void)
 {
     strcpy(tmpdir, "/tmp/tttd_t5_XXXXXX");
@@ -141,7 +135,7 @@ static void make_tmp(void)
 
 static void drop_tmp(void)
 {
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(tmpdir);
 }
 
 static json_t *fixture_json(void)

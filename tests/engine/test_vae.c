@@ -13,7 +13,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,14 +297,6 @@ Test(vae, config_and_weights_disagree)
     cr_assert(strstr(err.msg, "\"decoder.up_blocks.0.resnets.3.norm1.weight\""), "%s", err.msg);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* A copy of the sd3 fixture folder without one tensor fails to load, naming the tensor. */
 Test(vae, missing_tensor_is_named)
 {
@@ -342,7 +333,7 @@ Test(vae, missing_tensor_is_named)
     fclose(out);
 
     int rc = eng_vae_load(&v, dir, be, ENG_DTYPE_F32, &err);
-    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(dir);
     cr_assert_eq(rc, ENG_ENOTFOUND, "%d: %s", rc, err.msg);
     cr_assert_null(v);
     cr_assert(strstr(err.msg, drop) && strstr(err.msg, "[8]"), "%s", err.msg);

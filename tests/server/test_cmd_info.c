@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 
 #include "engine/safetensors.h"
 #include "server/cmd_info.h"
+#include "tests/common/test_util.h"
 
 static char model[64];
 static char pbuf[512];
@@ -42,15 +42,9 @@ static void mkdir_in(const char *rel)
     cr_assert_eq(mkdir(at(rel), 0755), 0, "%s", pbuf);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void rm_tree(const char *p)
 {
-    nftw(p, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(p);
 }
 
 /* Three tensors, one per float dtype: 256 + 16 + 6 = 278 parameters, 1024 + 32 + 12 bytes. */

@@ -5,7 +5,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -16,14 +15,9 @@
 #include <unistd.h>
 
 #include "server/cmd_tokenize.h"
+#include "tests/common/test_util.h"
 
 static char model[64];
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 static const char *fixtures(void)
 {
@@ -51,7 +45,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(model, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(model);
 }
 
 /* Runs the command; returns the status, out and err text in static buffers. */
