@@ -17,13 +17,6 @@
 #include "engine/safetensors.h"
 #include "engine/weights.h"
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 typedef const eng_tensor *wt; /* a weight borrowed from the store */
 
 typedef struct clip_layer {
@@ -86,7 +79,7 @@ static int walk_layer(clip_walk *w, int i, clip_layer *l)
     };
     for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
         snprintf(n, sizeof n, "text_model.encoder.layers.%d.%s", i, t[j].suffix);
-        TRY(walk_one(w, t[j].slot, n, t[j].d0, t[j].d1));
+        ENG_TRY(walk_one(w, t[j].slot, n, t[j].d0, t[j].d1));
     }
     return 0;
 }
@@ -96,14 +89,14 @@ static int walk_model(clip_walk *w)
     eng_clip *m = w->m;
     const eng_clip_text_config *c = &m->cfg;
     const int64_t C = c->hidden_size;
-    TRY(walk_one(w, &m->tok_emb, "text_model.embeddings.token_embedding.weight", c->vocab_size, C));
-    TRY(walk_one(w, &m->pos_emb, "text_model.embeddings.position_embedding.weight",
+    ENG_TRY(walk_one(w, &m->tok_emb, "text_model.embeddings.token_embedding.weight", c->vocab_size, C));
+    ENG_TRY(walk_one(w, &m->pos_emb, "text_model.embeddings.position_embedding.weight",
                  c->max_position_embeddings, C));
     for (int i = 0; i < c->num_hidden_layers; i++)
-        TRY(walk_layer(w, i, &m->layers[i]));
-    TRY(walk_one(w, &m->final_w, "text_model.final_layer_norm.weight", C, 0));
-    TRY(walk_one(w, &m->final_b, "text_model.final_layer_norm.bias", C, 0));
-    TRY(walk_one(w, &m->proj, "text_projection.weight", c->projection_dim, C));
+        ENG_TRY(walk_layer(w, i, &m->layers[i]));
+    ENG_TRY(walk_one(w, &m->final_w, "text_model.final_layer_norm.weight", C, 0));
+    ENG_TRY(walk_one(w, &m->final_b, "text_model.final_layer_norm.bias", C, 0));
+    ENG_TRY(walk_one(w, &m->proj, "text_projection.weight", c->projection_dim, C));
     return 0;
 }
 
@@ -267,7 +260,7 @@ static int layer_forward(eng_clip *m, const clip_layer *l, eng_tensor *x, eng_er
 static int copy_to(eng_tensor *dst, const eng_tensor *src, eng_error *err)
 {
     eng_tensor s;
-    TRY(eng_tensor_reshape(src, dst->ndim, dst->shape, &s, err));
+    ENG_TRY(eng_tensor_reshape(src, dst->ndim, dst->shape, &s, err));
     return eng_op_convert(dst, &s, err);
 }
 
@@ -315,10 +308,10 @@ static int check_outputs(eng_clip *m, const eng_clip_outputs *o, int64_t B, int6
                              "(hidden_states holds the embeddings and %d layers)",
                              o->hidden_layer_from_end, c->num_hidden_layers + 1,
                              c->num_hidden_layers);
-    TRY(check_out(m, "hidden", o->hidden, ENG_SHAPE(B, N, C), err));
-    TRY(check_out(m, "last_hidden", o->last_hidden, ENG_SHAPE(B, N, C), err));
-    TRY(check_out(m, "pooled", o->pooled, ENG_SHAPE(B, C), err));
-    TRY(check_out(m, "text_embeds", o->text_embeds, ENG_SHAPE(B, c->projection_dim), err));
+    ENG_TRY(check_out(m, "hidden", o->hidden, ENG_SHAPE(B, N, C), err));
+    ENG_TRY(check_out(m, "last_hidden", o->last_hidden, ENG_SHAPE(B, N, C), err));
+    ENG_TRY(check_out(m, "pooled", o->pooled, ENG_SHAPE(B, C), err));
+    ENG_TRY(check_out(m, "text_embeds", o->text_embeds, ENG_SHAPE(B, c->projection_dim), err));
     return 0;
 }
 
@@ -338,30 +331,30 @@ static int finish(eng_clip *m, const eng_tensor *x, const int32_t *ids, const en
     const eng_tensor *src = x; /* rows gathered from here */
 
     if (o->last_hidden) {
-        TRY(act(m, &last, ENG_SHAPE(B, N, C), err));
-        TRY(eng_op_layer_norm(&last, x, m->final_w, m->final_b, eps, err));
-        TRY(copy_to(o->last_hidden, &last, err));
+        ENG_TRY(act(m, &last, ENG_SHAPE(B, N, C), err));
+        ENG_TRY(eng_op_layer_norm(&last, x, m->final_w, m->final_b, eps, err));
+        ENG_TRY(copy_to(o->last_hidden, &last, err));
         src = &last;
     }
     if (!o->pooled && !o->text_embeds)
         return 0;
-    TRY(act(m, &pooled, ENG_SHAPE(B, C), err));
+    ENG_TRY(act(m, &pooled, ENG_SHAPE(B, C), err));
     for (int64_t b = 0; b < B; b++) {
         int pos = eng_clip_pool_position(c, ids + b * N, (int)N);
         eng_tensor from = eng_tensor_view((char *)src->data + (size_t)(b * N + pos) * row, m->be,
                                           m->dtype, ENG_SHAPE(1, C));
         eng_tensor to = eng_tensor_view((char *)pooled.data + (size_t)b * row, m->be, m->dtype,
                                         ENG_SHAPE(1, C));
-        TRY(eng_op_convert(&to, &from, err));
+        ENG_TRY(eng_op_convert(&to, &from, err));
     }
     if (!o->last_hidden)
-        TRY(eng_op_layer_norm(&pooled, &pooled, m->final_w, m->final_b, eps, err));
+        ENG_TRY(eng_op_layer_norm(&pooled, &pooled, m->final_w, m->final_b, eps, err));
     if (o->pooled)
-        TRY(copy_to(o->pooled, &pooled, err));
+        ENG_TRY(copy_to(o->pooled, &pooled, err));
     if (o->text_embeds) {
-        TRY(act(m, &embeds, ENG_SHAPE(B, c->projection_dim), err));
-        TRY(eng_op_linear(&embeds, &pooled, m->proj, NULL, err));
-        TRY(copy_to(o->text_embeds, &embeds, err));
+        ENG_TRY(act(m, &embeds, ENG_SHAPE(B, c->projection_dim), err));
+        ENG_TRY(eng_op_linear(&embeds, &pooled, m->proj, NULL, err));
+        ENG_TRY(copy_to(o->text_embeds, &embeds, err));
     }
     return 0;
 }
@@ -377,28 +370,28 @@ static int encode(eng_clip *m, const eng_tensor *ids, const int32_t *host,
     if (ids->backend) {
         dev_ids = *ids;
     } else {
-        TRY(eng_arena_tensor(&m->arena, &dev_ids, ENG_DTYPE_I32, ENG_SHAPE(B, N), err));
-        TRY(eng_tensor_upload(&dev_ids, host, err));
+        ENG_TRY(eng_arena_tensor(&m->arena, &dev_ids, ENG_DTYPE_I32, ENG_SHAPE(B, N), err));
+        ENG_TRY(eng_tensor_upload(&dev_ids, host, err));
     }
-    TRY(act(m, &x, ENG_SHAPE(B, N, C), err));
-    TRY(eng_op_embedding(&x, m->tok_emb, &dev_ids, err));
+    ENG_TRY(act(m, &x, ENG_SHAPE(B, N, C), err));
+    ENG_TRY(eng_op_embedding(&x, m->tok_emb, &dev_ids, err));
     /* Positions 0..N-1 are the first N rows of the table. */
     eng_tensor pos = eng_tensor_view(m->pos_emb->data, m->be, m->dtype, ENG_SHAPE(N, C));
-    TRY(eng_op_add(&x, &x, &pos, err));
+    ENG_TRY(eng_op_add(&x, &x, &pos, err));
 
     /* hidden_states[i]: i = 0 the embeddings, i = j + 1 the output of layer j. */
     const int want_hidden = o->hidden ? L + 1 - o->hidden_layer_from_end : -1;
     const int need_all = o->last_hidden || o->pooled || o->text_embeds;
     const int run = need_all ? L : (want_hidden > 0 ? want_hidden : 0);
     if (want_hidden == 0)
-        TRY(copy_to(o->hidden, &x, err));
+        ENG_TRY(copy_to(o->hidden, &x, err));
     for (int j = 0; j < run; j++) {
-        TRY(layer_forward(m, &m->layers[j], &x, err));
+        ENG_TRY(layer_forward(m, &m->layers[j], &x, err));
         if (j + 1 == want_hidden)
-            TRY(copy_to(o->hidden, &x, err));
+            ENG_TRY(copy_to(o->hidden, &x, err));
     }
     if (need_all)
-        TRY(finish(m, &x, host, o, err));
+        ENG_TRY(finish(m, &x, host, o, err));
     return 0;
 }
 
@@ -410,8 +403,8 @@ int eng_clip_encode_ex(eng_clip *m, const eng_tensor *ids, const eng_clip_output
 
     if (!m || !o)
         return eng_error_set(err, ENG_EINVAL, "clip: NULL model or outputs");
-    TRY(check_ids(m, ids, err));
-    TRY(check_outputs(m, o, ids->shape[0], ids->shape[1], err));
+    ENG_TRY(check_ids(m, ids, err));
+    ENG_TRY(check_outputs(m, o, ids->shape[0], ids->shape[1], err));
     rc = host_ids(ids, &host, &owned, err);
     if (!rc) {
         eng_arena_mark mark = eng_arena_get_mark(&m->arena);

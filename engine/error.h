@@ -27,6 +27,22 @@ typedef struct eng_error {
     char msg[512];
 } eng_error;
 
+/* Returns from the calling function with expr's code when expr is not 0 (an ENG_E* code). */
+#define ENG_TRY(expr)                                                                              \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
+    } while (0)
+
+/* The same for functions that unwind: sets the caller's `rc` and jumps to its `done` label. */
+#define ENG_TRY_DONE(expr)                                                                         \
+    do {                                                                                           \
+        rc = (expr);                                                                               \
+        if (rc)                                                                                    \
+            goto done;                                                                             \
+    } while (0)
+
 /* A short constant description of a code ("invalid argument", ...). */
 const char *eng_strerror(int code);
 

@@ -13,20 +13,6 @@
 
 #include "engine/mmdit_internal.h"
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
-#define TRYM(expr)                                                                                 \
-    do {                                                                                           \
-        rc = (expr);                                                                               \
-        if (rc)                                                                                    \
-            goto done;                                                                             \
-    } while (0)
-
 static int tmp(eng_mmdit *m, eng_tensor *t, int ndim, const int64_t *shape, eng_error *err)
 {
     return eng_arena_tensor(&m->arena, t, m->dtype, ndim, shape, err);
@@ -82,8 +68,8 @@ static int upload_f32(eng_mmdit *m, eng_tensor *dst, const float *host, eng_erro
     if (m->dtype == ENG_DTYPE_F32)
         return eng_tensor_upload(dst, host, err);
     eng_tensor f;
-    TRY(eng_arena_tensor(&m->arena, &f, ENG_DTYPE_F32, dst->ndim, dst->shape, err));
-    TRY(eng_tensor_upload(&f, host, err));
+    ENG_TRY(eng_arena_tensor(&m->arena, &f, ENG_DTYPE_F32, dst->ndim, dst->shape, err));
+    ENG_TRY(eng_tensor_upload(&f, host, err));
     return eng_op_convert(dst, &f, err);
 }
 
@@ -92,8 +78,8 @@ static int mlp2(eng_mmdit *m, eng_tensor *y, const eng_tensor *x, wt w1, wt b1, 
                 eng_error *err)
 {
     eng_tensor h;
-    TRY(mmdit_linear(m, &h, x, w1, b1, err));
-    TRY(eng_op_act(&h, &h, ENG_ACT_SILU, err));
+    ENG_TRY(mmdit_linear(m, &h, x, w1, b1, err));
+    ENG_TRY(eng_op_act(&h, &h, ENG_ACT_SILU, err));
     return mmdit_linear(m, y, &h, w2, b2, err);
 }
 
@@ -111,11 +97,11 @@ int eng_mmdit_time_embed(eng_mmdit *m, const float *t, const eng_tensor *pooled,
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
     eng_tensor f, te, pe;
     int rc;
-    TRYM(tmp(m, &f, ENG_SHAPE(B, MMDIT_TIME_CHANNELS), err));
-    TRYM(upload_f32(m, &f, feat, err));
-    TRYM(mlp2(m, &te, &f, m->t1_w, m->t1_b, m->t2_w, m->t2_b, err));
-    TRYM(mlp2(m, &pe, pooled, m->p1_w, m->p1_b, m->p2_w, m->p2_b, err));
-    TRYM(eng_op_add(temb, &te, &pe, err));
+    ENG_TRY_DONE(tmp(m, &f, ENG_SHAPE(B, MMDIT_TIME_CHANNELS), err));
+    ENG_TRY_DONE(upload_f32(m, &f, feat, err));
+    ENG_TRY_DONE(mlp2(m, &te, &f, m->t1_w, m->t1_b, m->t2_w, m->t2_b, err));
+    ENG_TRY_DONE(mlp2(m, &pe, pooled, m->p1_w, m->p1_b, m->p2_w, m->p2_b, err));
+    ENG_TRY_DONE(eng_op_add(temb, &te, &pe, err));
 done:
     eng_arena_release(&m->arena, mark);
     free(feat);
@@ -134,23 +120,23 @@ int eng_mmdit_patch_embed(eng_mmdit *m, const eng_tensor *x, eng_tensor *hidden,
     eng_tensor conv, crop;
     int rc;
 
-    TRYM(tmp(m, &conv, ENG_SHAPE(B, C, gh, gw), err));
-    TRYM(eng_op_conv2d(&conv, x, m->patch_w, m->patch_b, &cp, err));
+    ENG_TRY_DONE(tmp(m, &conv, ENG_SHAPE(B, C, gh, gw), err));
+    ENG_TRY_DONE(eng_op_conv2d(&conv, x, m->patch_w, m->patch_b, &cp, err));
     eng_tensor c3 = eng_tensor_view(conv.data, conv.backend, conv.dtype, ENG_SHAPE(B, C, Ni));
-    TRYM(eng_op_transpose(hidden, &c3, err));
+    ENG_TRY_DONE(eng_op_transpose(hidden, &c3, err));
 
     /* PatchEmbed.cropped_pos_embed: rows top.., columns left.. of the M x M table; each grid row
      * is a contiguous run of gw*C values, copied with a same-dtype convert. */
-    TRYM(tmp(m, &crop, ENG_SHAPE(Ni, C), err));
+    ENG_TRY_DONE(tmp(m, &crop, ENG_SHAPE(Ni, C), err));
     for (int64_t r = 0; r < gh; r++) {
         eng_tensor dst = eng_tensor_view((char *)crop.data + (size_t)(r * gw * C) * es, m->be,
                                          m->dtype, ENG_SHAPE(gw * C));
         eng_tensor src = eng_tensor_view(
             (char *)m->pos_embed->data + (size_t)(((top + r) * M + left) * C) * es, m->be,
             m->dtype, ENG_SHAPE(gw * C));
-        TRYM(eng_op_convert(&dst, &src, err));
+        ENG_TRY_DONE(eng_op_convert(&dst, &src, err));
     }
-    TRYM(eng_op_add(hidden, hidden, &crop, err));
+    ENG_TRY_DONE(eng_op_add(hidden, hidden, &crop, err));
 done:
     eng_arena_release(&m->arena, mark);
     return rc;
@@ -172,15 +158,15 @@ int eng_mmdit_final(eng_mmdit *m, const eng_tensor *hidden, const eng_tensor *te
     int rc;
 
     /* norm_out is AdaLayerNormContinuous: chunk 0 is the scale, chunk 1 the shift. */
-    TRYM(tmp(m, &st, temb->ndim, temb->shape, err));
-    TRYM(eng_op_act(&st, temb, ENG_ACT_SILU, err));
-    TRYM(mmdit_mod_chunk(m, &scale, &st, m->out_norm_w, m->out_norm_b, 0, err));
-    TRYM(mmdit_mod_chunk(m, &shift, &st, m->out_norm_w, m->out_norm_b, 1, err));
-    TRYM(tmp(m, &n, hidden->ndim, hidden->shape, err));
-    TRYM(eng_op_layer_norm(&n, hidden, NULL, NULL, 1e-6f, err));
-    TRYM(tmp(m, &y, hidden->ndim, hidden->shape, err));
-    TRYM(eng_op_modulate(&y, &n, &scale, &shift, err));
-    TRYM(mmdit_linear(m, &pr, &y, m->proj_w, m->proj_b, err));
+    ENG_TRY_DONE(tmp(m, &st, temb->ndim, temb->shape, err));
+    ENG_TRY_DONE(eng_op_act(&st, temb, ENG_ACT_SILU, err));
+    ENG_TRY_DONE(mmdit_mod_chunk(m, &scale, &st, m->out_norm_w, m->out_norm_b, 0, err));
+    ENG_TRY_DONE(mmdit_mod_chunk(m, &shift, &st, m->out_norm_w, m->out_norm_b, 1, err));
+    ENG_TRY_DONE(tmp(m, &n, hidden->ndim, hidden->shape, err));
+    ENG_TRY_DONE(eng_op_layer_norm(&n, hidden, NULL, NULL, 1e-6f, err));
+    ENG_TRY_DONE(tmp(m, &y, hidden->ndim, hidden->shape, err));
+    ENG_TRY_DONE(eng_op_modulate(&y, &n, &scale, &shift, err));
+    ENG_TRY_DONE(mmdit_linear(m, &pr, &y, m->proj_w, m->proj_b, err));
 
     /* Unpatchify: [B, gh, gw, p, p, oc] -> [B, oc, gh, p, gw, p] = [B, oc, H, W]. */
     static const int perm[6] = {0, 5, 1, 3, 2, 4};
@@ -192,7 +178,7 @@ int eng_mmdit_final(eng_mmdit *m, const eng_tensor *hidden, const eng_tensor *te
                            (long long)eng_tensor_numel(out), (long long)eng_tensor_numel(&dst));
         goto done;
     }
-    TRYM(eng_op_permute(&dst, &src, perm, err));
+    ENG_TRY_DONE(eng_op_permute(&dst, &src, perm, err));
 done:
     eng_arena_release(&m->arena, mark);
     return rc;
@@ -218,10 +204,10 @@ static int check_forward(const eng_mmdit *m, const eng_tensor *x, const float *t
 {
     const eng_transformer_config *c = &m->cfg;
     char s[128];
-    TRY(check_tensor(m, "x", x, err));
-    TRY(check_tensor(m, "ctx", ctx, err));
-    TRY(check_tensor(m, "pooled", pooled, err));
-    TRY(check_tensor(m, "out", out, err));
+    ENG_TRY(check_tensor(m, "x", x, err));
+    ENG_TRY(check_tensor(m, "ctx", ctx, err));
+    ENG_TRY(check_tensor(m, "pooled", pooled, err));
+    ENG_TRY(check_tensor(m, "out", out, err));
     if (!t)
         return eng_error_set(err, ENG_EINVAL, "mmdit: t is NULL");
     eng_shape_str(x, s, sizeof s);
@@ -267,7 +253,7 @@ int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const e
 {
     if (!m)
         return eng_error_set(err, ENG_EINVAL, "mmdit: model is NULL");
-    TRY(check_forward(m, x, t, ctx, pooled, out, err));
+    ENG_TRY(check_forward(m, x, t, ctx, pooled, out, err));
     const eng_transformer_config *c = &m->cfg;
     int64_t B = x->shape[0], C = c->inner_dim, Nt = ctx->shape[1];
     int gh = (int)(x->shape[2] / c->patch_size), gw = (int)(x->shape[3] / c->patch_size);
@@ -275,15 +261,15 @@ int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const e
     eng_tensor temb, hidden, context;
     int rc;
 
-    TRYM(tmp(m, &temb, ENG_SHAPE(B, C), err));
-    TRYM(tmp(m, &hidden, ENG_SHAPE(B, (int64_t)gh * gw, C), err));
-    TRYM(tmp(m, &context, ENG_SHAPE(B, Nt, C), err));
-    TRYM(eng_mmdit_time_embed(m, t, pooled, &temb, err));
-    TRYM(eng_mmdit_patch_embed(m, x, &hidden, err));
-    TRYM(eng_mmdit_context_embed(m, ctx, &context, err));
+    ENG_TRY_DONE(tmp(m, &temb, ENG_SHAPE(B, C), err));
+    ENG_TRY_DONE(tmp(m, &hidden, ENG_SHAPE(B, (int64_t)gh * gw, C), err));
+    ENG_TRY_DONE(tmp(m, &context, ENG_SHAPE(B, Nt, C), err));
+    ENG_TRY_DONE(eng_mmdit_time_embed(m, t, pooled, &temb, err));
+    ENG_TRY_DONE(eng_mmdit_patch_embed(m, x, &hidden, err));
+    ENG_TRY_DONE(eng_mmdit_context_embed(m, ctx, &context, err));
     for (int i = 0; i < c->num_layers; i++)
-        TRYM(eng_mmdit_block(m, i, &hidden, &context, &temb, gh, gw, err));
-    TRYM(eng_mmdit_final(m, &hidden, &temb, gh, gw, out, err));
+        ENG_TRY_DONE(eng_mmdit_block(m, i, &hidden, &context, &temb, gh, gw, err));
+    ENG_TRY_DONE(eng_mmdit_final(m, &hidden, &temb, gh, gw, out, err));
 done:
     eng_arena_release(&m->arena, mark);
     return rc;

@@ -21,13 +21,6 @@
 #include "engine/mmdit_internal.h"
 #include "engine/safetensors.h"
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 #define NAME_MAX_LEN 256
 
 typedef struct walker {
@@ -56,7 +49,7 @@ static int param(walker *W, wt *slot, int ndim, const int64_t *shape, const char
     if (W->bind)
         return eng_weights_get(W->w, name, ndim, shape, slot, W->err);
     if (W->sai) {
-        TRY(mmdit_sai_source(&W->m->cfg, W->sai, name, ndim, shape, &src, sai_name,
+        ENG_TRY(mmdit_sai_source(&W->m->cfg, W->sai, name, ndim, shape, &src, sai_name,
                              sizeof sai_name, W->err));
         return eng_weights_add(W->w, name, ndim, shape, &src, W->err);
     }
@@ -67,7 +60,7 @@ static int param(walker *W, wt *slot, int ndim, const int64_t *shape, const char
 static int lin(walker *W, wt *w, wt *b, int64_t O, int64_t K, const char *pre, const char *sub)
 {
     const char *dot = *sub ? "." : "";
-    TRY(param(W, w, ENG_SHAPE(O, K), "%s%s%s.weight", pre, dot, sub));
+    ENG_TRY(param(W, w, ENG_SHAPE(O, K), "%s%s%s.weight", pre, dot, sub));
     return param(W, b, ENG_SHAPE(O), "%s%s%s.bias", pre, dot, sub);
 }
 
@@ -79,33 +72,33 @@ static int walk_attn(walker *W, mmdit_attn *a, int block, const char *module, in
     char pre[64];
 
     snprintf(pre, sizeof pre, "transformer_blocks.%d.%s", block, module);
-    TRY(lin(W, &a->q_w, &a->q_b, C, C, pre, "to_q"));
-    TRY(lin(W, &a->k_w, &a->k_b, C, C, pre, "to_k"));
-    TRY(lin(W, &a->v_w, &a->v_b, C, C, pre, "to_v"));
-    TRY(lin(W, &a->out_w, &a->out_b, C, C, pre, "to_out.0"));
+    ENG_TRY(lin(W, &a->q_w, &a->q_b, C, C, pre, "to_q"));
+    ENG_TRY(lin(W, &a->k_w, &a->k_b, C, C, pre, "to_k"));
+    ENG_TRY(lin(W, &a->v_w, &a->v_b, C, C, pre, "to_v"));
+    ENG_TRY(lin(W, &a->out_w, &a->out_b, C, C, pre, "to_out.0"));
     if (c->qk_norm == ENG_QK_NORM_RMS) {
-        TRY(param(W, &a->norm_q, ENG_SHAPE(d), "%s.norm_q.weight", pre));
-        TRY(param(W, &a->norm_k, ENG_SHAPE(d), "%s.norm_k.weight", pre));
+        ENG_TRY(param(W, &a->norm_q, ENG_SHAPE(d), "%s.norm_q.weight", pre));
+        ENG_TRY(param(W, &a->norm_k, ENG_SHAPE(d), "%s.norm_k.weight", pre));
     }
     if (joint) {
-        TRY(lin(W, &a->aq_w, &a->aq_b, C, C, pre, "add_q_proj"));
-        TRY(lin(W, &a->ak_w, &a->ak_b, C, C, pre, "add_k_proj"));
-        TRY(lin(W, &a->av_w, &a->av_b, C, C, pre, "add_v_proj"));
+        ENG_TRY(lin(W, &a->aq_w, &a->aq_b, C, C, pre, "add_q_proj"));
+        ENG_TRY(lin(W, &a->ak_w, &a->ak_b, C, C, pre, "add_k_proj"));
+        ENG_TRY(lin(W, &a->av_w, &a->av_b, C, C, pre, "add_v_proj"));
         if (c->qk_norm == ENG_QK_NORM_RMS) {
-            TRY(param(W, &a->norm_aq, ENG_SHAPE(d), "%s.norm_added_q.weight", pre));
-            TRY(param(W, &a->norm_ak, ENG_SHAPE(d), "%s.norm_added_k.weight", pre));
+            ENG_TRY(param(W, &a->norm_aq, ENG_SHAPE(d), "%s.norm_added_q.weight", pre));
+            ENG_TRY(param(W, &a->norm_ak, ENG_SHAPE(d), "%s.norm_added_k.weight", pre));
         }
         if (add_out)
-            TRY(lin(W, &a->aout_w, &a->aout_b, C, C, pre, "to_add_out"));
+            ENG_TRY(lin(W, &a->aout_w, &a->aout_b, C, C, pre, "to_add_out"));
     }
     a->ttt = ttt;
     if (ttt) {
-        TRY(param(W, &a->w1, ENG_SHAPE(h, d, d), "%s.w1", pre));
-        TRY(param(W, &a->w2, ENG_SHAPE(h, d, d), "%s.w2", pre));
-        TRY(param(W, &a->qconv_w, ENG_SHAPE(C, 1, 3, 3), "%s.q_conv.weight", pre));
-        TRY(param(W, &a->qconv_b, ENG_SHAPE(C), "%s.q_conv.bias", pre));
-        TRY(param(W, &a->kconv_w, ENG_SHAPE(C, 1, 3, 3), "%s.k_conv.weight", pre));
-        TRY(param(W, &a->kconv_b, ENG_SHAPE(C), "%s.k_conv.bias", pre));
+        ENG_TRY(param(W, &a->w1, ENG_SHAPE(h, d, d), "%s.w1", pre));
+        ENG_TRY(param(W, &a->w2, ENG_SHAPE(h, d, d), "%s.w2", pre));
+        ENG_TRY(param(W, &a->qconv_w, ENG_SHAPE(C, 1, 3, 3), "%s.q_conv.weight", pre));
+        ENG_TRY(param(W, &a->qconv_b, ENG_SHAPE(C), "%s.q_conv.bias", pre));
+        ENG_TRY(param(W, &a->kconv_w, ENG_SHAPE(C, 1, 3, 3), "%s.k_conv.weight", pre));
+        ENG_TRY(param(W, &a->kconv_b, ENG_SHAPE(C), "%s.k_conv.bias", pre));
     }
     return 0;
 }
@@ -120,17 +113,17 @@ static int walk_block(walker *W, int i)
     b->dual = c->dual_attention[i];
     b->pre_only = i == c->num_layers - 1;
     snprintf(pre, sizeof pre, "transformer_blocks.%d", i);
-    TRY(lin(W, &b->norm1_w, &b->norm1_b, (b->dual ? 9 : 6) * C, C, pre, "norm1.linear"));
-    TRY(lin(W, &b->norm1c_w, &b->norm1c_b, (b->pre_only ? 2 : 6) * C, C, pre,
+    ENG_TRY(lin(W, &b->norm1_w, &b->norm1_b, (b->dual ? 9 : 6) * C, C, pre, "norm1.linear"));
+    ENG_TRY(lin(W, &b->norm1c_w, &b->norm1c_b, (b->pre_only ? 2 : 6) * C, C, pre,
             "norm1_context.linear"));
-    TRY(walk_attn(W, &b->attn, i, "attn", 1, !b->pre_only, c->ttt_attn[i]));
+    ENG_TRY(walk_attn(W, &b->attn, i, "attn", 1, !b->pre_only, c->ttt_attn[i]));
     if (b->dual)
-        TRY(walk_attn(W, &b->attn2, i, "attn2", 0, 0, c->ttt_attn2[i]));
-    TRY(lin(W, &b->ff1_w, &b->ff1_b, 4 * C, C, pre, "ff.net.0.proj"));
-    TRY(lin(W, &b->ff2_w, &b->ff2_b, C, 4 * C, pre, "ff.net.2"));
+        ENG_TRY(walk_attn(W, &b->attn2, i, "attn2", 0, 0, c->ttt_attn2[i]));
+    ENG_TRY(lin(W, &b->ff1_w, &b->ff1_b, 4 * C, C, pre, "ff.net.0.proj"));
+    ENG_TRY(lin(W, &b->ff2_w, &b->ff2_b, C, 4 * C, pre, "ff.net.2"));
     if (!b->pre_only) {
-        TRY(lin(W, &b->ffc1_w, &b->ffc1_b, 4 * C, C, pre, "ff_context.net.0.proj"));
-        TRY(lin(W, &b->ffc2_w, &b->ffc2_b, C, 4 * C, pre, "ff_context.net.2"));
+        ENG_TRY(lin(W, &b->ffc1_w, &b->ffc1_b, 4 * C, C, pre, "ff_context.net.0.proj"));
+        ENG_TRY(lin(W, &b->ffc2_w, &b->ffc2_b, C, 4 * C, pre, "ff_context.net.2"));
     }
     return 0;
 }
@@ -141,19 +134,19 @@ static int walk_model(walker *W)
     const eng_transformer_config *c = &m->cfg;
     int64_t C = c->inner_dim, p = c->patch_size, M = c->pos_embed_max_size;
 
-    TRY(param(W, &m->pos_embed, ENG_SHAPE(1, M * M, C), "pos_embed.pos_embed"));
-    TRY(lin(W, &m->t1_w, &m->t1_b, C, MMDIT_TIME_CHANNELS, "time_text_embed.timestep_embedder",
+    ENG_TRY(param(W, &m->pos_embed, ENG_SHAPE(1, M * M, C), "pos_embed.pos_embed"));
+    ENG_TRY(lin(W, &m->t1_w, &m->t1_b, C, MMDIT_TIME_CHANNELS, "time_text_embed.timestep_embedder",
             "linear_1"));
-    TRY(lin(W, &m->t2_w, &m->t2_b, C, C, "time_text_embed.timestep_embedder", "linear_2"));
-    TRY(lin(W, &m->p1_w, &m->p1_b, C, c->pooled_projection_dim, "time_text_embed.text_embedder",
+    ENG_TRY(lin(W, &m->t2_w, &m->t2_b, C, C, "time_text_embed.timestep_embedder", "linear_2"));
+    ENG_TRY(lin(W, &m->p1_w, &m->p1_b, C, c->pooled_projection_dim, "time_text_embed.text_embedder",
             "linear_1"));
-    TRY(lin(W, &m->p2_w, &m->p2_b, C, C, "time_text_embed.text_embedder", "linear_2"));
-    TRY(param(W, &m->patch_w, ENG_SHAPE(C, c->in_channels, p, p), "pos_embed.proj.weight"));
-    TRY(param(W, &m->patch_b, ENG_SHAPE(C), "pos_embed.proj.bias"));
-    TRY(lin(W, &m->ctx_w, &m->ctx_b, C, c->joint_attention_dim, "context_embedder", ""));
+    ENG_TRY(lin(W, &m->p2_w, &m->p2_b, C, C, "time_text_embed.text_embedder", "linear_2"));
+    ENG_TRY(param(W, &m->patch_w, ENG_SHAPE(C, c->in_channels, p, p), "pos_embed.proj.weight"));
+    ENG_TRY(param(W, &m->patch_b, ENG_SHAPE(C), "pos_embed.proj.bias"));
+    ENG_TRY(lin(W, &m->ctx_w, &m->ctx_b, C, c->joint_attention_dim, "context_embedder", ""));
     for (int i = 0; i < c->num_layers; i++)
-        TRY(walk_block(W, i));
-    TRY(lin(W, &m->out_norm_w, &m->out_norm_b, 2 * C, C, "norm_out", "linear"));
+        ENG_TRY(walk_block(W, i));
+    ENG_TRY(lin(W, &m->out_norm_w, &m->out_norm_b, 2 * C, C, "norm_out", "linear"));
     return lin(W, &m->proj_w, &m->proj_b, p * p * c->out_channels, C, "proj_out", "");
 }
 

@@ -23,13 +23,6 @@
 
 #include "engine/mmdit_internal.h"
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 #define NAME_MAX_LEN 256
 
 /* ---- the SAI name map ---- */
@@ -166,11 +159,11 @@ int mmdit_sai_config(const eng_safetensors *st, const char *path, const char *pr
     size_t plen = strlen(prefix);
     int layers = 0;
 
-    TRY(sai_tensor(st, path, prefix, "x_embedder.proj.weight", 4, &xe, err));
-    TRY(sai_tensor(st, path, prefix, "context_embedder.weight", 2, &ce, err));
-    TRY(sai_tensor(st, path, prefix, "y_embedder.mlp.0.weight", 2, &ye, err));
-    TRY(sai_tensor(st, path, prefix, "final_layer.linear.weight", 2, &fl, err));
-    TRY(sai_tensor(st, path, prefix, "pos_embed", 3, &pe, err));
+    ENG_TRY(sai_tensor(st, path, prefix, "x_embedder.proj.weight", 4, &xe, err));
+    ENG_TRY(sai_tensor(st, path, prefix, "context_embedder.weight", 2, &ce, err));
+    ENG_TRY(sai_tensor(st, path, prefix, "y_embedder.mlp.0.weight", 2, &ye, err));
+    ENG_TRY(sai_tensor(st, path, prefix, "final_layer.linear.weight", 2, &fl, err));
+    ENG_TRY(sai_tensor(st, path, prefix, "pos_embed", 3, &pe, err));
 
     for (size_t i = 0; i < eng_safetensors_count(st); i++) {
         const char *n = eng_safetensors_at(st, i)->name;

@@ -11,13 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 static int is_float_dtype(eng_dtype dt)
 {
     return dt == ENG_DTYPE_F32 || dt == ENG_DTYPE_F16 || dt == ENG_DTYPE_BF16;
@@ -67,7 +60,7 @@ static int same_float_dtype(const char *op, const char *name, const eng_tensor *
 static int input(const char *op, const char *name, const eng_tensor *t, eng_backend *be,
                  const eng_tensor *y, eng_error *err)
 {
-    TRY(on_backend(op, name, t, be, err));
+    ENG_TRY(on_backend(op, name, t, be, err));
     return same_float_dtype(op, name, t, y, err);
 }
 
@@ -129,8 +122,8 @@ static int unsupported(const char *op, const eng_backend *be, eng_error *err)
 int eng_op_convert(eng_tensor *y, const eng_tensor *x, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(backend_of("convert", "y", y, &be, err));
-    TRY(on_backend("convert", "x", x, be, err));
+    ENG_TRY(backend_of("convert", "y", y, &be, err));
+    ENG_TRY(on_backend("convert", "x", x, be, err));
     if (eng_tensor_numel(x) != eng_tensor_numel(y))
         return eng_error_set(err, ENG_EINVAL, "convert: x has %lld elements, y has %lld",
                              (long long)eng_tensor_numel(x), (long long)eng_tensor_numel(y));
@@ -146,18 +139,18 @@ int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
     const char *op = "linear";
     eng_backend *be = NULL;
     char want[96];
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "x", x, be, y, err));
-    TRY(input(op, "w", w, be, y, err));
-    TRY(want_rank(op, "x", x, 1, ENG_MAX_DIMS, err));
-    TRY(want_rank(op, "w", w, 2, 2, err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(input(op, "w", w, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 1, ENG_MAX_DIMS, err));
+    ENG_TRY(want_rank(op, "w", w, 2, 2, err));
     if (w->shape[1] != last_dim(x)) {
         snprintf(want, sizeof want, "[O, %lld] (K = x's last dim)", (long long)last_dim(x));
         return shape_error(op, "w", w, want, err);
     }
     if (b) {
-        TRY(input(op, "b", b, be, y, err));
-        TRY(want_vector(op, "b", b, w->shape[0], err));
+        ENG_TRY(input(op, "b", b, be, y, err));
+        ENG_TRY(want_vector(op, "b", b, w->shape[0], err));
     }
     /* y is x with the last dim replaced by O. */
     int ok = y->ndim == x->ndim && last_dim(y) == w->shape[0];
@@ -174,17 +167,17 @@ int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
 static int row_norm_args(const char *op, eng_backend **be, eng_tensor *y, const eng_tensor *x,
                          const eng_tensor *w, const eng_tensor *b, float eps, eng_error *err)
 {
-    TRY(backend_of(op, "y", y, be, err));
-    TRY(input(op, "x", x, *be, y, err));
-    TRY(want_rank(op, "x", x, 1, ENG_MAX_DIMS, err));
-    TRY(want_same_shape(op, "y", y, x, "x", err));
+    ENG_TRY(backend_of(op, "y", y, be, err));
+    ENG_TRY(input(op, "x", x, *be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 1, ENG_MAX_DIMS, err));
+    ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
     if (w) {
-        TRY(input(op, "w", w, *be, y, err));
-        TRY(want_vector(op, "w", w, last_dim(x), err));
+        ENG_TRY(input(op, "w", w, *be, y, err));
+        ENG_TRY(want_vector(op, "w", w, last_dim(x), err));
     }
     if (b) {
-        TRY(input(op, "b", b, *be, y, err));
-        TRY(want_vector(op, "b", b, last_dim(x), err));
+        ENG_TRY(input(op, "b", b, *be, y, err));
+        ENG_TRY(want_vector(op, "b", b, last_dim(x), err));
     }
     if (!(eps >= 0.0f))
         return eng_error_set(err, ENG_EINVAL, "%s: eps %g must be >= 0", op, (double)eps);
@@ -195,7 +188,7 @@ int eng_op_layer_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, c
                       float eps, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(row_norm_args("layer_norm", &be, y, x, w, b, eps, err));
+    ENG_TRY(row_norm_args("layer_norm", &be, y, x, w, b, eps, err));
     return DISPATCH(be, layer_norm, y, x, w, b, eps, err);
 }
 
@@ -203,7 +196,7 @@ int eng_op_rms_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, flo
                     eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(row_norm_args("rms_norm", &be, y, x, w, NULL, eps, err));
+    ENG_TRY(row_norm_args("rms_norm", &be, y, x, w, NULL, eps, err));
     return DISPATCH(be, rms_norm, y, x, w, eps, err);
 }
 
@@ -212,20 +205,20 @@ int eng_op_group_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, c
 {
     const char *op = "group_norm";
     eng_backend *be = NULL;
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "x", x, be, y, err));
-    TRY(want_rank(op, "x", x, 2, ENG_MAX_DIMS, err));
-    TRY(want_same_shape(op, "y", y, x, "x", err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 2, ENG_MAX_DIMS, err));
+    ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
     if (groups <= 0 || x->shape[1] % groups != 0)
         return eng_error_set(err, ENG_EINVAL, "group_norm: %d groups do not divide %lld channels",
                              groups, (long long)x->shape[1]);
     if (w) {
-        TRY(input(op, "w", w, be, y, err));
-        TRY(want_vector(op, "w", w, x->shape[1], err));
+        ENG_TRY(input(op, "w", w, be, y, err));
+        ENG_TRY(want_vector(op, "w", w, x->shape[1], err));
     }
     if (b) {
-        TRY(input(op, "b", b, be, y, err));
-        TRY(want_vector(op, "b", b, x->shape[1], err));
+        ENG_TRY(input(op, "b", b, be, y, err));
+        ENG_TRY(want_vector(op, "b", b, x->shape[1], err));
     }
     if (!(eps >= 0.0f))
         return eng_error_set(err, ENG_EINVAL, "group_norm: eps %g must be >= 0", (double)eps);
@@ -235,9 +228,9 @@ int eng_op_group_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, c
 int eng_op_act(eng_tensor *y, const eng_tensor *x, eng_act kind, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(backend_of("act", "y", y, &be, err));
-    TRY(input("act", "x", x, be, y, err));
-    TRY(want_same_shape("act", "y", y, x, "x", err));
+    ENG_TRY(backend_of("act", "y", y, &be, err));
+    ENG_TRY(input("act", "x", x, be, y, err));
+    ENG_TRY(want_same_shape("act", "y", y, x, "x", err));
     if ((unsigned)kind > ENG_ACT_QUICK_GELU)
         return eng_error_set(err, ENG_EINVAL, "act: unknown activation %d", (int)kind);
     return DISPATCH(be, act, y, x, kind, err);
@@ -246,10 +239,10 @@ int eng_op_act(eng_tensor *y, const eng_tensor *x, eng_act kind, eng_error *err)
 int eng_op_softmax(eng_tensor *y, const eng_tensor *x, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(backend_of("softmax", "y", y, &be, err));
-    TRY(input("softmax", "x", x, be, y, err));
-    TRY(want_rank("softmax", "x", x, 1, ENG_MAX_DIMS, err));
-    TRY(want_same_shape("softmax", "y", y, x, "x", err));
+    ENG_TRY(backend_of("softmax", "y", y, &be, err));
+    ENG_TRY(input("softmax", "x", x, be, y, err));
+    ENG_TRY(want_rank("softmax", "x", x, 1, ENG_MAX_DIMS, err));
+    ENG_TRY(want_same_shape("softmax", "y", y, x, "x", err));
     return DISPATCH(be, softmax, y, x, err);
 }
 
@@ -258,10 +251,10 @@ int eng_op_binary(eng_tensor *y, const eng_tensor *a, const eng_tensor *b, eng_b
 {
     const char *op = bop == ENG_BIN_MUL ? "mul" : "add";
     eng_backend *be = NULL;
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "a", a, be, y, err));
-    TRY(input(op, "b", b, be, y, err));
-    TRY(want_same_shape(op, "y", y, a, "a", err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "a", a, be, y, err));
+    ENG_TRY(input(op, "b", b, be, y, err));
+    ENG_TRY(want_same_shape(op, "y", y, a, "a", err));
     if ((unsigned)bop > ENG_BIN_MUL)
         return eng_error_set(err, ENG_EINVAL, "binary: unknown op %d", (int)bop);
     /* b must equal a's trailing dims (a's whole shape included). */
@@ -289,9 +282,9 @@ int eng_op_mul(eng_tensor *y, const eng_tensor *a, const eng_tensor *b, eng_erro
 int eng_op_scale(eng_tensor *y, const eng_tensor *x, float s, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(backend_of("scale", "y", y, &be, err));
-    TRY(input("scale", "x", x, be, y, err));
-    TRY(want_same_shape("scale", "y", y, x, "x", err));
+    ENG_TRY(backend_of("scale", "y", y, &be, err));
+    ENG_TRY(input("scale", "x", x, be, y, err));
+    ENG_TRY(want_same_shape("scale", "y", y, x, "x", err));
     return DISPATCH(be, scale, y, x, s, err);
 }
 
@@ -312,14 +305,14 @@ int eng_op_modulate(eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
 {
     const char *op = "modulate";
     eng_backend *be = NULL;
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "x", x, be, y, err));
-    TRY(input(op, "scale", scale, be, y, err));
-    TRY(input(op, "shift", shift, be, y, err));
-    TRY(want_rank(op, "x", x, 3, 3, err));
-    TRY(want_same_shape(op, "y", y, x, "x", err));
-    TRY(per_sample_vector(op, "scale", scale, x, err));
-    TRY(per_sample_vector(op, "shift", shift, x, err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(input(op, "scale", scale, be, y, err));
+    ENG_TRY(input(op, "shift", shift, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 3, 3, err));
+    ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
+    ENG_TRY(per_sample_vector(op, "scale", scale, x, err));
+    ENG_TRY(per_sample_vector(op, "shift", shift, x, err));
     return DISPATCH(be, modulate, y, x, scale, shift, err);
 }
 
@@ -327,12 +320,12 @@ int eng_op_gated_add(eng_tensor *y, const eng_tensor *x, const eng_tensor *gate,
 {
     const char *op = "gated_add";
     eng_backend *be = NULL;
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "x", x, be, y, err));
-    TRY(input(op, "gate", gate, be, y, err));
-    TRY(want_rank(op, "x", x, 3, 3, err));
-    TRY(want_same_shape(op, "y", y, x, "x", err));
-    TRY(per_sample_vector(op, "gate", gate, x, err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(input(op, "gate", gate, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 3, 3, err));
+    ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
+    ENG_TRY(per_sample_vector(op, "gate", gate, x, err));
     return DISPATCH(be, gated_add, y, x, gate, err);
 }
 
@@ -341,8 +334,8 @@ static int token_parts(const char *op, const eng_tensor *y, const eng_tensor *a,
                        const eng_tensor *b, eng_error *err)
 {
     char want[96];
-    TRY(want_rank(op, "a", a, 3, 3, err));
-    TRY(want_rank(op, "b", b, 3, 3, err));
+    ENG_TRY(want_rank(op, "a", a, 3, 3, err));
+    ENG_TRY(want_rank(op, "b", b, 3, 3, err));
     if (b->shape[0] != a->shape[0] || b->shape[2] != a->shape[2]) {
         snprintf(want, sizeof want, "[%lld, Nb, %lld] (B and C of a)", (long long)a->shape[0],
                  (long long)a->shape[2]);
@@ -360,20 +353,20 @@ static int token_parts(const char *op, const eng_tensor *y, const eng_tensor *a,
 int eng_op_concat_tokens(eng_tensor *y, const eng_tensor *a, const eng_tensor *b, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(backend_of("concat_tokens", "y", y, &be, err));
-    TRY(input("concat_tokens", "a", a, be, y, err));
-    TRY(input("concat_tokens", "b", b, be, y, err));
-    TRY(token_parts("concat_tokens", y, a, b, err));
+    ENG_TRY(backend_of("concat_tokens", "y", y, &be, err));
+    ENG_TRY(input("concat_tokens", "a", a, be, y, err));
+    ENG_TRY(input("concat_tokens", "b", b, be, y, err));
+    ENG_TRY(token_parts("concat_tokens", y, a, b, err));
     return DISPATCH(be, concat_tokens, y, a, b, err);
 }
 
 int eng_op_split_tokens(eng_tensor *a, eng_tensor *b, const eng_tensor *y, eng_error *err)
 {
     eng_backend *be = NULL;
-    TRY(backend_of("split_tokens", "a", a, &be, err));
-    TRY(input("split_tokens", "b", b, be, a, err));
-    TRY(input("split_tokens", "y", y, be, a, err));
-    TRY(token_parts("split_tokens", y, a, b, err));
+    ENG_TRY(backend_of("split_tokens", "a", a, &be, err));
+    ENG_TRY(input("split_tokens", "b", b, be, a, err));
+    ENG_TRY(input("split_tokens", "y", y, be, a, err));
+    ENG_TRY(token_parts("split_tokens", y, a, b, err));
     return DISPATCH(be, split_tokens, a, b, y, err);
 }
 
@@ -383,11 +376,11 @@ int eng_op_conv2d(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
     const char *op = "conv2d";
     eng_backend *be = NULL;
     char want[128];
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "x", x, be, y, err));
-    TRY(input(op, "w", w, be, y, err));
-    TRY(want_rank(op, "x", x, 4, 4, err));
-    TRY(want_rank(op, "w", w, 4, 4, err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(input(op, "w", w, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 4, 4, err));
+    ENG_TRY(want_rank(op, "w", w, 4, 4, err));
     if (!p || p->stride_h < 1 || p->stride_w < 1 || p->pad_h < 0 || p->pad_w < 0 || p->groups < 1)
         return eng_error_set(err, ENG_EINVAL,
                              "conv2d: parameters need stride >= 1, padding >= 0, groups >= 1");
@@ -414,8 +407,8 @@ int eng_op_conv2d(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
         return shape_error(op, "y", y, want, err);
     }
     if (b) {
-        TRY(input(op, "b", b, be, y, err));
-        TRY(want_vector(op, "b", b, cout, err));
+        ENG_TRY(input(op, "b", b, be, y, err));
+        ENG_TRY(want_vector(op, "b", b, cout, err));
     }
     return DISPATCH(be, conv2d, y, x, w, b, p, err);
 }
@@ -425,9 +418,9 @@ int eng_op_upsample_nearest2x(eng_tensor *y, const eng_tensor *x, eng_error *err
     const char *op = "upsample_nearest2x";
     eng_backend *be = NULL;
     char want[96];
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "x", x, be, y, err));
-    TRY(want_rank(op, "x", x, 4, 4, err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 4, 4, err));
     if (y->ndim != 4 || y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1] ||
         y->shape[2] != 2 * x->shape[2] || y->shape[3] != 2 * x->shape[3]) {
         snprintf(want, sizeof want, "[%lld, %lld, %lld, %lld]", (long long)x->shape[0],
@@ -443,12 +436,12 @@ int eng_op_attention(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, co
     const char *op = "attention";
     eng_backend *be = NULL;
     char want[128];
-    TRY(backend_of(op, "o", o, &be, err));
-    TRY(input(op, "q", q, be, o, err));
-    TRY(input(op, "k", k, be, o, err));
-    TRY(input(op, "v", v, be, o, err));
-    TRY(want_rank(op, "q", q, 3, 3, err));
-    TRY(want_rank(op, "k", k, 3, 3, err));
+    ENG_TRY(backend_of(op, "o", o, &be, err));
+    ENG_TRY(input(op, "q", q, be, o, err));
+    ENG_TRY(input(op, "k", k, be, o, err));
+    ENG_TRY(input(op, "v", v, be, o, err));
+    ENG_TRY(want_rank(op, "q", q, 3, 3, err));
+    ENG_TRY(want_rank(op, "k", k, 3, 3, err));
     if (!p || p->heads < 1 || q->shape[2] % p->heads)
         return eng_error_set(err, ENG_EINVAL, "attention: %d heads do not divide %lld channels",
                              p ? p->heads : 0, (long long)q->shape[2]);
@@ -457,10 +450,10 @@ int eng_op_attention(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, co
                  (long long)q->shape[2]);
         return shape_error(op, "k", k, want, err);
     }
-    TRY(want_same_shape(op, "v", v, k, "k", err));
-    TRY(want_same_shape(op, "o", o, q, "q", err));
+    ENG_TRY(want_same_shape(op, "v", v, k, "k", err));
+    ENG_TRY(want_same_shape(op, "o", o, q, "q", err));
     if (bias) {
-        TRY(on_backend(op, "bias", bias, be, err));
+        ENG_TRY(on_backend(op, "bias", bias, be, err));
         if (bias->dtype != ENG_DTYPE_F32)
             return eng_error_set(err, ENG_EINVAL, "attention: bias has dtype %s, expected F32",
                                  eng_dtype_name(bias->dtype));
@@ -482,10 +475,10 @@ int eng_op_embedding(eng_tensor *y, const eng_tensor *table, const eng_tensor *i
     const char *op = "embedding";
     eng_backend *be = NULL;
     char want[128];
-    TRY(backend_of(op, "y", y, &be, err));
-    TRY(input(op, "table", table, be, y, err));
-    TRY(on_backend(op, "ids", ids, be, err));
-    TRY(want_rank(op, "table", table, 2, 2, err));
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "table", table, be, y, err));
+    ENG_TRY(on_backend(op, "ids", ids, be, err));
+    ENG_TRY(want_rank(op, "table", table, 2, 2, err));
     if (ids->dtype != ENG_DTYPE_I32)
         return eng_error_set(err, ENG_EINVAL, "embedding: ids have dtype %s, expected I32",
                              eng_dtype_name(ids->dtype));
@@ -503,9 +496,9 @@ int eng_op_transpose(eng_tensor *y, const eng_tensor *x, eng_error *err)
 {
     eng_backend *be = NULL;
     char want[96];
-    TRY(backend_of("transpose", "y", y, &be, err));
-    TRY(input("transpose", "x", x, be, y, err));
-    TRY(want_rank("transpose", "x", x, 3, 3, err));
+    ENG_TRY(backend_of("transpose", "y", y, &be, err));
+    ENG_TRY(input("transpose", "x", x, be, y, err));
+    ENG_TRY(want_rank("transpose", "x", x, 3, 3, err));
     if (y->ndim != 3 || y->shape[0] != x->shape[0] || y->shape[1] != x->shape[2] ||
         y->shape[2] != x->shape[1]) {
         snprintf(want, sizeof want, "[%lld, %lld, %lld]", (long long)x->shape[0],
@@ -520,8 +513,8 @@ int eng_op_permute(eng_tensor *y, const eng_tensor *x, const int *perm, eng_erro
     eng_backend *be = NULL;
     char want[128];
     int seen[ENG_MAX_DIMS] = {0};
-    TRY(backend_of("permute", "y", y, &be, err));
-    TRY(on_backend("permute", "x", x, be, err));
+    ENG_TRY(backend_of("permute", "y", y, &be, err));
+    ENG_TRY(on_backend("permute", "x", x, be, err));
     if (x->dtype != y->dtype)
         return eng_error_set(err, ENG_EINVAL, "permute: x has dtype %s, y %s",
                              eng_dtype_name(x->dtype), eng_dtype_name(y->dtype));
@@ -554,16 +547,16 @@ int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const en
     const char *op = "ttt";
     eng_backend *be = NULL;
     char want[96];
-    TRY(backend_of(op, "o", o, &be, err));
-    TRY(input(op, "q", q, be, o, err));
-    TRY(input(op, "k", k, be, o, err));
-    TRY(input(op, "v", v, be, o, err));
-    TRY(input(op, "w1", w1, be, o, err));
-    TRY(input(op, "w2", w2, be, o, err));
-    TRY(want_rank(op, "q", q, 3, 3, err));
-    TRY(want_same_shape(op, "k", k, q, "q", err));
-    TRY(want_same_shape(op, "v", v, q, "q", err));
-    TRY(want_same_shape(op, "o", o, q, "q", err));
+    ENG_TRY(backend_of(op, "o", o, &be, err));
+    ENG_TRY(input(op, "q", q, be, o, err));
+    ENG_TRY(input(op, "k", k, be, o, err));
+    ENG_TRY(input(op, "v", v, be, o, err));
+    ENG_TRY(input(op, "w1", w1, be, o, err));
+    ENG_TRY(input(op, "w2", w2, be, o, err));
+    ENG_TRY(want_rank(op, "q", q, 3, 3, err));
+    ENG_TRY(want_same_shape(op, "k", k, q, "q", err));
+    ENG_TRY(want_same_shape(op, "v", v, q, "q", err));
+    ENG_TRY(want_same_shape(op, "o", o, q, "q", err));
     if (heads < 1 || q->shape[2] % heads)
         return eng_error_set(err, ENG_EINVAL, "ttt: %d heads do not divide %lld channels", heads,
                              (long long)q->shape[2]);

@@ -15,13 +15,6 @@
 
 #include "engine/safetensors.h"
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 /* ---- the sigma schedule ---- */
 
 /*
@@ -158,7 +151,7 @@ int eng_flow_euler_step(eng_tensor *x, eng_tensor *v, float sigma, float sigma_n
     }
     /* diffusers: sample + (sigma_next - sigma) * model_output, in float32 throughout. */
     float ds = sigma_next - sigma;
-    TRY(eng_op_scale(v, v, ds, err));
+    ENG_TRY(eng_op_scale(v, v, ds, err));
     return eng_op_add(x, x, v, err);
 }
 
@@ -179,10 +172,10 @@ int eng_cfg_combine(eng_tensor *out, const eng_tensor *cond, const eng_tensor *u
     for (int64_t b = 0; b < out->shape[0]; b++) {
         eng_tensor o = rows_of(out, b, 1), c = rows_of(cond, b, 1), u = rows_of(uncond, b, 1);
         /* cond - uncond is exactly cond + (-uncond); then g * that; then + uncond. */
-        TRY(eng_op_scale(&o, &u, -1.0f, err));
-        TRY(eng_op_add(&o, &o, &c, err));
-        TRY(eng_op_scale(&o, &o, g[b], err));
-        TRY(eng_op_add(&o, &o, &u, err));
+        ENG_TRY(eng_op_scale(&o, &u, -1.0f, err));
+        ENG_TRY(eng_op_add(&o, &o, &c, err));
+        ENG_TRY(eng_op_scale(&o, &o, g[b], err));
+        ENG_TRY(eng_op_add(&o, &o, &u, err));
     }
     return 0;
 }
@@ -218,7 +211,7 @@ static int want_rows(const char *name, const eng_tensor *t, int ndim, int64_t B,
     char s[96];
     if (!t || !t->data)
         return eng_error_set(err, ENG_EINVAL, "denoise: %s is NULL", name);
-    TRY(on_model_backend(name, t, be, err));
+    ENG_TRY(on_model_backend(name, t, be, err));
     if (t->ndim != ndim || t->shape[0] != B)
         return eng_error_set(err, ENG_EINVAL,
                              "denoise: %s has shape %s, expected %d dims with %lld rows", name,
@@ -233,7 +226,7 @@ static int same_as(const char *name, const eng_tensor *t, const char *ref_name,
     if (!t || !t->data)
         return eng_error_set(err, ENG_EINVAL, "denoise: %s is NULL but a guidance scale is > 1",
                              name);
-    TRY(on_model_backend(name, t, ref->backend, err));
+    ENG_TRY(on_model_backend(name, t, ref->backend, err));
     if (!eng_tensor_same_shape(t, ref) || t->dtype != ref->dtype)
         return eng_error_set(err, ENG_EINVAL, "denoise: %s is %s %s, expected %s's %s %s", name,
                              eng_dtype_name(t->dtype), eng_shape_str(t, a, sizeof a), ref_name,
@@ -255,10 +248,10 @@ static int check_loop_args(const eng_denoiser *d, const eng_tensor *lat,
         return eng_error_set(err, ENG_EINVAL,
                              "denoise: latents are %s %s, expected F32 [B, C, H, W]",
                              eng_dtype_name(lat->dtype), eng_shape_str(lat, s, sizeof s));
-    TRY(on_model_backend("latents", lat, d->backend, err));
+    ENG_TRY(on_model_backend("latents", lat, d->backend, err));
     int64_t B = lat->shape[0];
-    TRY(want_rows("ctx", p->ctx, 3, B, d->backend, err));
-    TRY(want_rows("pooled", p->pooled, 2, B, d->backend, err));
+    ENG_TRY(want_rows("ctx", p->ctx, 3, B, d->backend, err));
+    ENG_TRY(want_rows("pooled", p->pooled, 2, B, d->backend, err));
     if (p->pooled->dtype != p->ctx->dtype)
         return eng_error_set(err, ENG_EINVAL, "denoise: pooled is %s but ctx is %s",
                              eng_dtype_name(p->pooled->dtype), eng_dtype_name(p->ctx->dtype));
@@ -270,8 +263,8 @@ static int check_loop_args(const eng_denoiser *d, const eng_tensor *lat,
         any_cfg |= p->guidance[b] > 1.0f;
     }
     if (any_cfg) {
-        TRY(same_as("neg_ctx", p->neg_ctx, "ctx", p->ctx, err));
-        TRY(same_as("neg_pooled", p->neg_pooled, "pooled", p->pooled, err));
+        ENG_TRY(same_as("neg_ctx", p->neg_ctx, "ctx", p->ctx, err));
+        ENG_TRY(same_as("neg_pooled", p->neg_pooled, "pooled", p->pooled, err));
     }
     return 0;
 }
@@ -310,7 +303,7 @@ static int loop_setup(const eng_denoiser *d, const eng_tensor *lat, const eng_de
     if (rows == B && mdt == ENG_DTYPE_F32) {
         lb->x_in = rows_of(lat, 0, B); /* the forward reads the latents themselves */
     } else {
-        TRY(eng_tensor_init(&lb->x_in, be, mdt, 4, xs, err));
+        ENG_TRY(eng_tensor_init(&lb->x_in, be, mdt, 4, xs, err));
     }
     if (rows == B) {
         lb->ctx_in = rows_of(p->ctx, 0, B);
@@ -318,26 +311,26 @@ static int loop_setup(const eng_denoiser *d, const eng_tensor *lat, const eng_de
     } else {
         int64_t cs[3] = {rows, p->ctx->shape[1], p->ctx->shape[2]};
         int64_t ps[2] = {rows, p->pooled->shape[1]};
-        TRY(eng_tensor_init(&lb->ctx_in, be, mdt, 3, cs, err));
-        TRY(eng_tensor_init(&lb->pooled_in, be, mdt, 2, ps, err));
-        TRY(copy_rows(&lb->ctx_in, 0, p->ctx, 0, B, err));
-        TRY(copy_rows(&lb->pooled_in, 0, p->pooled, 0, B, err));
+        ENG_TRY(eng_tensor_init(&lb->ctx_in, be, mdt, 3, cs, err));
+        ENG_TRY(eng_tensor_init(&lb->pooled_in, be, mdt, 2, ps, err));
+        ENG_TRY(copy_rows(&lb->ctx_in, 0, p->ctx, 0, B, err));
+        ENG_TRY(copy_rows(&lb->pooled_in, 0, p->pooled, 0, B, err));
         for (int64_t b = 0; b < B; b++) {
             if (lb->uncond_row[b] < 0)
                 continue;
-            TRY(copy_rows(&lb->ctx_in, lb->uncond_row[b], p->neg_ctx, b, 1, err));
-            TRY(copy_rows(&lb->pooled_in, lb->uncond_row[b], p->neg_pooled, b, 1, err));
+            ENG_TRY(copy_rows(&lb->ctx_in, lb->uncond_row[b], p->neg_ctx, b, 1, err));
+            ENG_TRY(copy_rows(&lb->pooled_in, lb->uncond_row[b], p->neg_pooled, b, 1, err));
         }
     }
-    TRY(eng_tensor_init(&lb->out, be, mdt, 4, xs, err));
+    ENG_TRY(eng_tensor_init(&lb->out, be, mdt, 4, xs, err));
     if (mdt == ENG_DTYPE_F32)
         lb->out_f32 = rows_of(&lb->out, 0, rows);
     else
-        TRY(eng_tensor_init(&lb->out_f32, be, ENG_DTYPE_F32, 4, xs, err));
+        ENG_TRY(eng_tensor_init(&lb->out_f32, be, ENG_DTYPE_F32, 4, xs, err));
     if (rows == B)
         lb->v = rows_of(&lb->out_f32, 0, B); /* the velocity is the output itself */
     else
-        TRY(eng_tensor_init(&lb->v, be, ENG_DTYPE_F32, 4, lat->shape, err));
+        ENG_TRY(eng_tensor_init(&lb->v, be, ENG_DTYPE_F32, 4, lat->shape, err));
     return 0;
 }
 
@@ -347,10 +340,10 @@ static int loop_step(const eng_denoiser *d, eng_tensor *lat, const eng_denoise_p
 {
     const int64_t B = lat->shape[0];
     if (lb->x_in.data != lat->data) {
-        TRY(copy_rows(&lb->x_in, 0, lat, 0, B, err));
+        ENG_TRY(copy_rows(&lb->x_in, 0, lat, 0, B, err));
         for (int64_t b = 0; b < B; b++)
             if (lb->uncond_row[b] >= 0)
-                TRY(copy_rows(&lb->x_in, lb->uncond_row[b], lat, b, 1, err));
+                ENG_TRY(copy_rows(&lb->x_in, lb->uncond_row[b], lat, b, 1, err));
     }
     for (int64_t r = 0; r < rows; r++)
         lb->t_rows[r] = lb->timesteps[i];
@@ -360,17 +353,17 @@ static int loop_step(const eng_denoiser *d, eng_tensor *lat, const eng_denoise_p
         return rc;
     }
     if (lb->out_f32.data != lb->out.data)
-        TRY(eng_op_convert(&lb->out_f32, &lb->out, err));
+        ENG_TRY(eng_op_convert(&lb->out_f32, &lb->out, err));
     if (lb->v.data != lb->out_f32.data) {
         for (int64_t b = 0; b < B; b++) {
             int64_t u = lb->uncond_row[b];
             if (u < 0) {
-                TRY(copy_rows(&lb->v, b, &lb->out_f32, b, 1, err));
+                ENG_TRY(copy_rows(&lb->v, b, &lb->out_f32, b, 1, err));
                 continue;
             }
             eng_tensor vb = rows_of(&lb->v, b, 1), cb = rows_of(&lb->out_f32, b, 1);
             eng_tensor ub = rows_of(&lb->out_f32, u, 1);
-            TRY(eng_cfg_combine(&vb, &cb, &ub, &p->guidance[b], err));
+            ENG_TRY(eng_cfg_combine(&vb, &cb, &ub, &p->guidance[b], err));
         }
     }
     return eng_flow_euler_step(lat, &lb->v, lb->sigmas[i], lb->sigmas[i + 1], err);
@@ -384,7 +377,7 @@ int eng_denoise_run(const eng_denoiser *d, eng_tensor *latents, const eng_denois
     int rc;
 
     memset(&lb, 0, sizeof lb);
-    TRY(check_loop_args(d, latents, p, err));
+    ENG_TRY(check_loop_args(d, latents, p, err));
     if ((rc = loop_setup(d, latents, p, &lb, &rows, err)))
         goto done;
     double mu = NAN;

@@ -17,13 +17,6 @@
 #include "engine/safetensors.h"
 #include "engine/weights.h"
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 #define EMBED_NAME "shared.weight"
 #define EMBED_ALT_NAME "encoder.embed_tokens.weight"
 #define BIAS_NAME "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
@@ -138,10 +131,10 @@ static int walk_model(t5_walk *w)
 #define ONE(slot, d0, d1, ...)                                                                     \
     do {                                                                                           \
         snprintf(n, sizeof n, __VA_ARGS__);                                                        \
-        TRY(walk_one(w, slot, n, d0, d1));                                                         \
+        ENG_TRY(walk_one(w, slot, n, d0, d1));                                                         \
     } while (0)
-    TRY(walk_one(w, &m->embed, EMBED_NAME, c->vocab_size, D));
-    TRY(walk_one(w, &table, BIAS_NAME, c->relative_attention_num_buckets, c->num_heads));
+    ENG_TRY(walk_one(w, &m->embed, EMBED_NAME, c->vocab_size, D));
+    ENG_TRY(walk_one(w, &table, BIAS_NAME, c->relative_attention_num_buckets, c->num_heads));
     for (int i = 0; i < c->num_layers; i++) {
         t5_block *b = &m->blocks[i];
         ONE(&b->ln_attn, D, 0, "encoder.block.%d.layer.0.layer_norm.weight", i);
@@ -159,7 +152,7 @@ static int walk_model(t5_walk *w)
         ONE(&b->wo, D, F, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
     }
 #undef ONE
-    TRY(walk_one(w, &m->final_ln, "encoder.final_layer_norm.weight", D, 0));
+    ENG_TRY(walk_one(w, &m->final_ln, "encoder.final_layer_norm.weight", D, 0));
     if (w->bind) {
         /* The bias is built on the host: keep an F32 copy of the table (as rounded to dtype). */
         eng_tensor tmp;
@@ -167,7 +160,7 @@ static int walk_model(t5_walk *w)
         m->bias_table = malloc(count * sizeof *m->bias_table);
         if (!m->bias_table)
             return eng_error_set(w->err, ENG_ENOMEM, "t5: out of memory");
-        TRY(eng_tensor_init(&tmp, m->be, ENG_DTYPE_F32, table->ndim, table->shape, w->err));
+        ENG_TRY(eng_tensor_init(&tmp, m->be, ENG_DTYPE_F32, table->ndim, table->shape, w->err));
         int rc = eng_op_convert(&tmp, table, w->err);
         if (!rc)
             rc = eng_tensor_download(&tmp, m->bias_table, w->err);
@@ -355,21 +348,21 @@ static int encode(eng_t5 *m, const eng_tensor *ids, eng_tensor *out, eng_error *
     const int64_t B = ids->shape[0], N = ids->shape[1], D = c->d_model;
     eng_tensor dev_ids, x, y;
 
-    TRY(position_bias(m, N, err));
+    ENG_TRY(position_bias(m, N, err));
     if (ids->backend) {
         dev_ids = *ids;
     } else {
-        TRY(eng_arena_tensor(&m->arena, &dev_ids, ENG_DTYPE_I32, ENG_SHAPE(B, N), err));
-        TRY(eng_tensor_upload(&dev_ids, ids->data, err));
+        ENG_TRY(eng_arena_tensor(&m->arena, &dev_ids, ENG_DTYPE_I32, ENG_SHAPE(B, N), err));
+        ENG_TRY(eng_tensor_upload(&dev_ids, ids->data, err));
     }
-    TRY(act(m, &x, ENG_SHAPE(B, N, D), err));
-    TRY(eng_op_embedding(&x, m->embed, &dev_ids, err));
+    ENG_TRY(act(m, &x, ENG_SHAPE(B, N, D), err));
+    ENG_TRY(eng_op_embedding(&x, m->embed, &dev_ids, err));
     for (int i = 0; i < c->num_layers; i++)
-        TRY(block_forward(m, &m->blocks[i], &x, err));
+        ENG_TRY(block_forward(m, &m->blocks[i], &x, err));
     if (out->dtype == m->dtype)
         return eng_op_rms_norm(out, &x, m->final_ln, (float)c->layer_norm_epsilon, err);
-    TRY(act(m, &y, ENG_SHAPE(B, N, D), err));
-    TRY(eng_op_rms_norm(&y, &x, m->final_ln, (float)c->layer_norm_epsilon, err));
+    ENG_TRY(act(m, &y, ENG_SHAPE(B, N, D), err));
+    ENG_TRY(eng_op_rms_norm(&y, &x, m->final_ln, (float)c->layer_norm_epsilon, err));
     return eng_op_convert(out, &y, err);
 }
 
@@ -377,7 +370,7 @@ int eng_t5_encode(eng_t5 *m, const eng_tensor *ids, eng_tensor *out, eng_error *
 {
     if (!m)
         return eng_error_set(err, ENG_EINVAL, "t5: NULL model");
-    TRY(check_args(m, ids, out, err));
+    ENG_TRY(check_args(m, ids, out, err));
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
     int rc = encode(m, ids, out, err);
     eng_arena_release(&m->arena, mark);

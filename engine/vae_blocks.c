@@ -10,12 +10,6 @@
 
 #include <math.h>
 
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        if ((rc = (call)) != 0)                                                                    \
-            goto done;                                                                             \
-    } while (0)
-
 /* Every GroupNorm of diffusers' decoder (resnets, attention, conv_norm_out) uses eps 1e-6. */
 #define VAE_NORM_EPS 1e-6f
 
@@ -53,22 +47,22 @@ int vae_resnet_forward(const eng_vae *v, const vae_resnet *r, eng_tensor *x, eng
     eng_tensor a = {0}, b = {0};
     int rc = 0;
 
-    TRY(new_act(v, &a, r->cin, H, W, err));
-    TRY(norm_silu(&a, x, &r->norm1, v->groups, err));
-    TRY(new_act(v, &b, r->cout, H, W, err));
-    TRY(conv(&b, &a, &r->conv1, err));
+    ENG_TRY_DONE(new_act(v, &a, r->cin, H, W, err));
+    ENG_TRY_DONE(norm_silu(&a, x, &r->norm1, v->groups, err));
+    ENG_TRY_DONE(new_act(v, &b, r->cout, H, W, err));
+    ENG_TRY_DONE(conv(&b, &a, &r->conv1, err));
     if (r->cin != r->cout) {
         eng_tensor_free(&a);
-        TRY(new_act(v, &a, r->cout, H, W, err));
+        ENG_TRY_DONE(new_act(v, &a, r->cout, H, W, err));
     }
-    TRY(norm_silu(&a, &b, &r->norm2, v->groups, err));
+    ENG_TRY_DONE(norm_silu(&a, &b, &r->norm2, v->groups, err));
     /* Dropout is the identity at inference. b is free again: conv2 writes into it. */
-    TRY(conv(&b, &a, &r->conv2, err));
+    ENG_TRY_DONE(conv(&b, &a, &r->conv2, err));
     if (r->shortcut.w) {
-        TRY(conv(&a, x, &r->shortcut, err)); /* a has cout channels here */
-        TRY(eng_op_add(&b, &b, &a, err));
+        ENG_TRY_DONE(conv(&a, x, &r->shortcut, err)); /* a has cout channels here */
+        ENG_TRY_DONE(eng_op_add(&b, &b, &a, err));
     } else {
-        TRY(eng_op_add(&b, &b, x, err));
+        ENG_TRY_DONE(eng_op_add(&b, &b, x, err));
     }
     replace(x, &b);
 done:
@@ -90,30 +84,30 @@ int vae_attn_forward(const eng_vae *v, const vae_attn *at, eng_tensor *x, eng_er
     int rc = 0;
 
     /* GroupNorm over [1, C, HW] is the NCHW GroupNorm; then tokens are the pixels. */
-    TRY(new_act(v, &n, C, H, W, err));
-    TRY(eng_op_group_norm(&n, x, at->norm.w, at->norm.b, v->groups, VAE_NORM_EPS, err));
-    TRY(eng_tensor_reshape(&n, ENG_SHAPE(1, C, N), &n3, err));
-    TRY(eng_tensor_init(&t, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
-    TRY(eng_op_transpose(&t, &n3, err));
+    ENG_TRY_DONE(new_act(v, &n, C, H, W, err));
+    ENG_TRY_DONE(eng_op_group_norm(&n, x, at->norm.w, at->norm.b, v->groups, VAE_NORM_EPS, err));
+    ENG_TRY_DONE(eng_tensor_reshape(&n, ENG_SHAPE(1, C, N), &n3, err));
+    ENG_TRY_DONE(eng_tensor_init(&t, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
+    ENG_TRY_DONE(eng_op_transpose(&t, &n3, err));
     eng_tensor_free(&n);
-    TRY(eng_tensor_init(&q, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
-    TRY(eng_tensor_init(&k, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
-    TRY(eng_tensor_init(&val, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
-    TRY(eng_op_linear(&q, &t, at->qw, at->qb, err));
-    TRY(eng_op_linear(&k, &t, at->kw, at->kb, err));
-    TRY(eng_op_linear(&val, &t, at->vw, at->vb, err));
+    ENG_TRY_DONE(eng_tensor_init(&q, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
+    ENG_TRY_DONE(eng_tensor_init(&k, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
+    ENG_TRY_DONE(eng_tensor_init(&val, v->be, v->dtype, ENG_SHAPE(1, N, C), err));
+    ENG_TRY_DONE(eng_op_linear(&q, &t, at->qw, at->qb, err));
+    ENG_TRY_DONE(eng_op_linear(&k, &t, at->kw, at->kb, err));
+    ENG_TRY_DONE(eng_op_linear(&val, &t, at->vw, at->vb, err));
     /* One head of dim C (diffusers passes attention_head_dim = C): scale 1/sqrt(C). t is free
      * again and takes the attention output. */
-    TRY(eng_op_attention(&t, &q, &k, &val, NULL, &p, err));
+    ENG_TRY_DONE(eng_op_attention(&t, &q, &k, &val, NULL, &p, err));
     eng_tensor_free(&k);
     eng_tensor_free(&val);
-    TRY(eng_op_linear(&q, &t, at->ow, at->ob, err)); /* to_out.0 into q */
+    ENG_TRY_DONE(eng_op_linear(&q, &t, at->ow, at->ob, err)); /* to_out.0 into q */
     eng_tensor_free(&t);
-    TRY(new_act(v, &o, C, H, W, err));
-    TRY(eng_tensor_reshape(&o, ENG_SHAPE(1, C, N), &o3, err));
-    TRY(eng_op_transpose(&o3, &q, err));
+    ENG_TRY_DONE(new_act(v, &o, C, H, W, err));
+    ENG_TRY_DONE(eng_tensor_reshape(&o, ENG_SHAPE(1, C, N), &o3, err));
+    ENG_TRY_DONE(eng_op_transpose(&o3, &q, err));
     /* residual_connection, rescale_output_factor 1 */
-    TRY(eng_op_add(&o, &o, x, err));
+    ENG_TRY_DONE(eng_op_add(&o, &o, x, err));
     replace(x, &o);
 done:
     eng_tensor_free(&n);
@@ -136,8 +130,8 @@ int vae_conv_forward(const eng_vae *v, const vae_conv *c, const char *name, eng_
     eng_tensor y = {0};
     int rc = 0;
 
-    TRY(new_act(v, &y, c->w->shape[0], H, W, err));
-    TRY(conv(&y, x, c, err));
+    ENG_TRY_DONE(new_act(v, &y, c->w->shape[0], H, W, err));
+    ENG_TRY_DONE(conv(&y, x, c, err));
     replace(x, &y);
 done:
     eng_tensor_free(&y);
@@ -154,8 +148,8 @@ int vae_upsample_forward(const eng_vae *v, const vae_up_block *u, eng_tensor *x,
     eng_tensor y = {0};
     int rc = 0;
 
-    TRY(new_act(v, &y, C, 2 * H, 2 * W, err));
-    TRY(eng_op_upsample_nearest2x(&y, x, err));
+    ENG_TRY_DONE(new_act(v, &y, C, 2 * H, 2 * W, err));
+    ENG_TRY_DONE(eng_op_upsample_nearest2x(&y, x, err));
     replace(x, &y);
 done:
     eng_tensor_free(&y);
@@ -172,8 +166,8 @@ int vae_out_forward(const eng_vae *v, eng_tensor *x, eng_error *err)
     eng_tensor a = {0};
     int rc = 0;
 
-    TRY(new_act(v, &a, x->shape[1], x->shape[2], x->shape[3], err));
-    TRY(norm_silu(&a, x, &v->norm_out, v->groups, err));
+    ENG_TRY_DONE(new_act(v, &a, x->shape[1], x->shape[2], x->shape[3], err));
+    ENG_TRY_DONE(norm_silu(&a, x, &v->norm_out, v->groups, err));
     replace(x, &a);
 done:
     eng_tensor_free(&a);

@@ -161,13 +161,6 @@ static int rnd_linear(rnd_writer *rw, const char *pre, int64_t O, int64_t K)
     return rc ? rc : rnd_tensor(rw, name, 1, (const int64_t[]){O});
 }
 
-#define RTRY(expr)                                                                                 \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_)                                                                                   \
-            return rc_;                                                                            \
-    } while (0)
-
 /* Every tensor of one attention module, as diffusers names them (and the TTT ones). */
 static int rnd_attn(rnd_writer *rw, int blk, const char *mod, int joint, int add_out, int ttt)
 {
@@ -178,31 +171,31 @@ static int rnd_attn(rnd_writer *rw, int blk, const char *mod, int joint, int add
     char pre[128];
     for (int j = 0; j < 4; j++) {
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s", blk, mod, proj[j]);
-        RTRY(rnd_linear(rw, pre, C, C));
+        ENG_TRY(rnd_linear(rw, pre, C, C));
     }
     const char *norms[4] = {"norm_q", "norm_k", "norm_added_q", "norm_added_k"};
     for (int j = 0; j < (joint ? 4 : 2); j++) {
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s.weight", blk, mod, norms[j]);
-        RTRY(rnd_tensor(rw, pre, 1, (const int64_t[]){d}));
+        ENG_TRY(rnd_tensor(rw, pre, 1, (const int64_t[]){d}));
     }
     for (int j = 0; joint && j < 3; j++) {
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s", blk, mod, add_proj[j]);
-        RTRY(rnd_linear(rw, pre, C, C));
+        ENG_TRY(rnd_linear(rw, pre, C, C));
     }
     if (joint && add_out) {
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.to_add_out", blk, mod);
-        RTRY(rnd_linear(rw, pre, C, C));
+        ENG_TRY(rnd_linear(rw, pre, C, C));
     }
     if (!ttt)
         return 0;
     const char *sq[2] = {"w1", "w2"}, *conv[2] = {"q_conv", "k_conv"};
     for (int j = 0; j < 2; j++) {
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s", blk, mod, sq[j]);
-        RTRY(rnd_tensor(rw, pre, 3, (const int64_t[]){h, d, d}));
+        ENG_TRY(rnd_tensor(rw, pre, 3, (const int64_t[]){h, d, d}));
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s.weight", blk, mod, conv[j]);
-        RTRY(rnd_tensor(rw, pre, 4, (const int64_t[]){C, 1, 3, 3}));
+        ENG_TRY(rnd_tensor(rw, pre, 4, (const int64_t[]){C, 1, 3, 3}));
         snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.%s.bias", blk, mod, conv[j]);
-        RTRY(rnd_tensor(rw, pre, 1, (const int64_t[]){C}));
+        ENG_TRY(rnd_tensor(rw, pre, 1, (const int64_t[]){C}));
     }
     return 0;
 }
@@ -228,7 +221,7 @@ static int rnd_model_write(const char *dir, const bench_opts *o, eng_backend *cp
              sh->channels, sh->channels, sh->layers, sh->head_dim, sh->heads, sh->joint_dim,
              (long long)C, sh->pooled_dim, sh->pos_max, dual, o->ttt);
     eng_transformer_config cfg;
-    RTRY(eng_config_parse_transformer(json, strlen(json), "random model config", &cfg, err));
+    ENG_TRY(eng_config_parse_transformer(json, strlen(json), "random model config", &cfg, err));
 
     snprintf(path, sizeof path, "%s/config.json", dir);
     FILE *f = fopen(path, "w");
@@ -240,7 +233,7 @@ static int rnd_model_write(const char *dir, const bench_opts *o, eng_backend *cp
                      .dtype = o->dtype,
                      .cpu = cpu,
                      .err = err};
-    RTRY(eng_st_writer_init(&rw.w, err));
+    ENG_TRY(eng_st_writer_init(&rw.w, err));
     int rc = 0;
 #define W(expr)                                                                                    \
     do {                                                                                           \
@@ -327,11 +320,11 @@ static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_
     const int64_t xs[4] = {in->B, in->C, in->H, in->W};
     const int64_t cs[3] = {in->B, o->tokens, c->joint_attention_dim};
     const int64_t ps[2] = {in->B, c->pooled_projection_dim};
-    RTRY(eng_tensor_init(&in->x, be, dt, 4, xs, err));
-    RTRY(eng_tensor_init(&in->out, be, dt, 4, xs, err));
-    RTRY(eng_tensor_init(&in->lat, be, ENG_DTYPE_F32, 4, xs, err));
-    RTRY(eng_tensor_init(&in->ctx, be, dt, 3, cs, err));
-    RTRY(eng_tensor_init(&in->pooled, be, dt, 2, ps, err));
+    ENG_TRY(eng_tensor_init(&in->x, be, dt, 4, xs, err));
+    ENG_TRY(eng_tensor_init(&in->out, be, dt, 4, xs, err));
+    ENG_TRY(eng_tensor_init(&in->lat, be, ENG_DTYPE_F32, 4, xs, err));
+    ENG_TRY(eng_tensor_init(&in->ctx, be, dt, 3, cs, err));
+    ENG_TRY(eng_tensor_init(&in->pooled, be, dt, 2, ps, err));
     in->t = malloc((size_t)in->B * sizeof *in->t);
     in->g = malloc((size_t)in->B * sizeof *in->g);
     if (!in->t || !in->g)
@@ -340,7 +333,7 @@ static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_
     for (int k = 0; k < 3; k++) {
         int64_t n = eng_tensor_numel(fill[k]);
         eng_tensor h;
-        RTRY(eng_tensor_init(&h, be, ENG_DTYPE_F32, 1, &n, err));
+        ENG_TRY(eng_tensor_init(&h, be, ENG_DTYPE_F32, 1, &n, err));
         float *v = malloc((size_t)n * sizeof *v);
         int rc = v ? 0 : eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
         if (!rc) {
@@ -354,7 +347,7 @@ static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_
             rc = eng_op_convert(&fv, &h, err);
         free(v);
         eng_tensor_free(&h);
-        RTRY(rc);
+        ENG_TRY(rc);
     }
     for (int64_t b = 0; b < in->B; b++)
         in->t[b] = 500.0f, in->g[b] = (float)o->guidance;
@@ -375,9 +368,9 @@ static int run_once(eng_mmdit *m, bench_inputs *in, const bench_opts *o,
     eng_backend *be = eng_mmdit_backend(m);
     double t0 = now_ms();
     if (o->steps == 0) {
-        RTRY(eng_mmdit_forward(m, &in->x, in->t, &in->ctx, &in->pooled, &in->out, err));
+        ENG_TRY(eng_mmdit_forward(m, &in->x, in->t, &in->ctx, &in->pooled, &in->out, err));
     } else {
-        RTRY(eng_op_convert(&in->lat, &in->x, err)); /* the loop works on a copy */
+        ENG_TRY(eng_op_convert(&in->lat, &in->x, err)); /* the loop works on a copy */
         eng_denoise_params p = {
             .steps = o->steps,
             .scheduler = sch,
@@ -387,7 +380,7 @@ static int run_once(eng_mmdit *m, bench_inputs *in, const bench_opts *o,
             .neg_ctx = &in->ctx, /* the same embeddings: the cost is what matters */
             .neg_pooled = &in->pooled,
         };
-        RTRY(eng_denoise(m, &in->lat, &p, err));
+        ENG_TRY(eng_denoise(m, &in->lat, &p, err));
     }
     if (be->synchronize && be->synchronize(be))
         return eng_error_set(err, ENG_EDEVICE, "bench: %s: synchronize failed", be->name);
