@@ -9,6 +9,7 @@
  * prints the median and the minimum.
  */
 #include "server/cmd_bench.h"
+#include "server/cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -484,17 +485,6 @@ done:
 
 /* ---- arguments ---- */
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
 {
     bench_opts o = {.ttt = "none",
@@ -578,7 +568,7 @@ int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
             for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
                 if (strcmp(a, ints[k].name) != 0)
                     continue;
-                if (parse_int(v, ints[k].lo, ints[k].hi, (int *)((char *)&o + ints[k].off))) {
+                if (srv_cli_parse_int(v, ints[k].lo, ints[k].hi, (int *)((char *)&o + ints[k].off))) {
                     fprintf(errout, "tttd bench: %s %s: expected an integer in [%d, %d]\n", a, v,
                             ints[k].lo, ints[k].hi);
                     return 2;

@@ -7,6 +7,7 @@
  * --seed S+k. The seed is drawn from /dev/urandom when not given and always printed.
  */
 #include "server/cmd_generate.h"
+#include "server/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -321,30 +322,6 @@ done:
 
 /* ---- arguments ---- */
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s < '0' || *s > '9') /* strtoull would take "-1" as 2^64 - 1 */
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
-
 /* Parses argv into o; returns -1 to go on, or the exit status to return now. */
 static int parse_args(int argc, char **argv, gen_opts *o, FILE *out, FILE *errout)
 {
@@ -388,21 +365,21 @@ static int parse_args(int argc, char **argv, gen_opts *o, FILE *out, FILE *errou
         } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
             o->output = v;
         } else if (strcmp(a, "--steps") == 0) {
-            bad = parse_int(v, 1, ENG_SAMPLER_MAX_STEPS, &o->steps);
+            bad = srv_cli_parse_int(v, 1, ENG_SAMPLER_MAX_STEPS, &o->steps);
             want = "an integer in [1, 10000]";
         } else if (strcmp(a, "--width") == 0 || strcmp(a, "--height") == 0) {
-            bad = parse_int(v, 8, 16384, a[2] == 'w' ? &o->width : &o->height);
+            bad = srv_cli_parse_int(v, 8, 16384, a[2] == 'w' ? &o->width : &o->height);
             want = "an integer in [8, 16384]";
         } else if (strcmp(a, "-n") == 0) {
-            bad = parse_int(v, 1, MAX_IMAGES, &o->n);
+            bad = srv_cli_parse_int(v, 1, MAX_IMAGES, &o->n);
             o->n_given = 1;
             want = "an integer in [1, 64]";
         } else if (strcmp(a, "--quality") == 0) {
-            bad = parse_int(v, 1, 100, &o->quality);
+            bad = srv_cli_parse_int(v, 1, 100, &o->quality);
             o->quality_given = 1;
             want = "an integer in [1, 100]";
         } else if (strcmp(a, "--seed") == 0) {
-            bad = parse_u64(v, &o->seed);
+            bad = srv_cli_parse_u64(v, &o->seed);
             o->seed_given = 1;
             want = "an integer in [0, 18446744073709551615]";
         } else if (strcmp(a, "--guidance") == 0) {

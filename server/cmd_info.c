@@ -6,6 +6,7 @@
  * anywhere gives exactly one error line and no partial report.
  */
 #include "server/cmd_info.h"
+#include "server/cli.h"
 #include "engine/fsutil.h"
 
 #include <dirent.h>
@@ -84,10 +85,6 @@ typedef struct model_info {
 
 /* ---- small helpers ---- */
 
-
-
-
-
 static comp_kind kind_of(const char *class_name)
 {
     if (strcmp(class_name, "SD3Transformer2DModel") == 0)
@@ -104,21 +101,6 @@ static comp_kind kind_of(const char *class_name)
     if (strstr(class_name, "Tokenizer"))
         return KIND_TOKENIZER;
     return KIND_OTHER;
-}
-
-/* 1234567 -> "1,234,567". */
-static const char *fmt_count(uint64_t v, char *buf, size_t len)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
-    size_t o = 0;
-    for (int i = 0; i < n && o + 2 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = digits[i];
-    }
-    buf[o] = '\0';
-    return buf;
 }
 
 /* 4721680 -> "4.50 MiB". */
@@ -143,7 +125,7 @@ static const char *fmt_params(uint64_t v, char *buf, size_t len)
 {
     char digits[40];
     double x = (double)v;
-    fmt_count(v, digits, sizeof digits);
+    srv_cli_fmt_count(v, digits, sizeof digits);
     if (v >= 1000000000u)
         snprintf(buf, len, "%s (%.2f B)", digits, x / 1e9);
     else if (v >= 1000000u)

@@ -2,6 +2,7 @@
  * cmd_linearize.c - `tttd linearize`: argument parsing and the summary around eng_linearize.
  */
 #include "server/cmd_linearize.h"
+#include "server/cli.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -40,34 +41,6 @@ static void usage(FILE *f)
             "  --help       print this help\n");
 }
 
-static int parse_seed(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
-
-/* 1234567 -> "1,234,567". */
-static const char *fmt_count(uint64_t v, char *buf, size_t len)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
-    size_t o = 0;
-    for (int i = 0; i < n && o + 2 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = digits[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
 static void summary(FILE *out, const char *in, const char *dst, const eng_linearize_opts *o,
                     const eng_linearize_report *r)
 {
@@ -80,10 +53,10 @@ static void summary(FILE *out, const char *in, const char *dst, const eng_linear
         eng_linearize_module_name(c, i, name, sizeof name, NULL, NULL);
         fprintf(out, "  %s\n", name);
     }
-    fprintf(out, "new: %s tensors, %s parameters (%s)\n", fmt_count(r->new_tensors, a, sizeof a),
-            fmt_count(r->new_params, b, sizeof b), eng_dtype_name(r->dtype));
-    fprintf(out, "copied: %s tensors, %s parameters", fmt_count(r->copied_tensors, a, sizeof a),
-            fmt_count(r->copied_params, b, sizeof b));
+    fprintf(out, "new: %s tensors, %s parameters (%s)\n", srv_cli_fmt_count(r->new_tensors, a, sizeof a),
+            srv_cli_fmt_count(r->new_params, b, sizeof b), eng_dtype_name(r->dtype));
+    fprintf(out, "copied: %s tensors, %s parameters", srv_cli_fmt_count(r->copied_tensors, a, sizeof a),
+            srv_cli_fmt_count(r->copied_params, b, sizeof b));
     fprintf(out, "; %d weight file%s written, %" PRIu64 " other file%s copied\n", r->weight_files,
             r->weight_files == 1 ? "" : "s", r->other_files, r->other_files == 1 ? "" : "s");
     fprintf(out, "output: %s\n", dst);
@@ -115,7 +88,7 @@ int srv_cmd_linearize(int argc, char **argv, FILE *out, FILE *errout)
         if (strncmp(a, "--map", 5) == 0 && val) {
             o.map = val;
         } else if (strncmp(a, "--seed", 6) == 0 && val) {
-            if (parse_seed(val, &o.seed) != 0) {
+            if (srv_cli_parse_u64(val, &o.seed) != 0) {
                 fprintf(errout, "tttd linearize: --seed %s is not an integer in [0, 2^64-1]\n",
                         val);
                 return 2;
