@@ -321,6 +321,29 @@ def _adamw(run, params, lr):
     return torch.optim.AdamW(params, **kw)
 
 
+def _resume_opt(run, opt, s, name):
+    """Loads the optimizer state of a checkpoint; a packed state has none (see pack()): AdamW
+    then starts afresh at the saved step, and rewarm() ramps its learning rate up again."""
+    if "opt" in s:
+        opt.load_state_dict(s["opt"])
+        run.rewarm_from = None
+    else:
+        run.rewarm_from = s["step"]
+        run.log("%s: resumed from a packed state at step %d: optimizer restarted, learning rate "
+                "re-warmed over %d steps", name, s["step"], REWARM_STEPS)
+
+
+REWARM_STEPS = 50
+
+
+def rewarm(run, step):
+    """Learning-rate factor after an optimizer restart (1 otherwise)."""
+    start = getattr(run, "rewarm_from", None)
+    if start is None:
+        return 1.0
+    return min(1.0, (step - start + 1) / float(REWARM_STEPS))
+
+
 def _load(path, run):
     """torch.load of our own state files (plain containers; weights_only off for torch >= 2.6's
     default)."""
@@ -370,7 +393,7 @@ def stage_vae(run):
     if os.path.exists(ck):
         s = _load(ck, run)
         vae.load_state_dict(s["model"])
-        opt.load_state_dict(s["opt"])
+        _resume_opt(run, opt, s, "vae")
         step, spent = s["step"], s["spent"]
     budget = Budget(run, run.p["minutes_vae"], spent, run.p["max_steps"])
     B = run.p["vae_batch"]
@@ -383,7 +406,8 @@ def stage_vae(run):
         idx = torch.randint(objects.shape[0], (B,), generator=gen, device=run.device)
         x = ds.render_params(objects[idx], backgrounds[idx])
         for grp in opt.param_groups:
-            grp["lr"] = 1e-3 * lr_factor(step, 100, budget.frac(), run.p["max_steps"])
+            grp["lr"] = 1e-3 * lr_factor(step, 100, budget.frac(), run.p["max_steps"]) * \
+                rewarm(run, step)
         with run.autocast():
             mean, logvar = vae.encode(x)
             z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen,
@@ -440,6 +464,14 @@ def stage_latents(run):
     lat = torch.cat(chunks)
     shift = lat.float().mean().item()
     scale = 1.0 / lat.float().std().item()
+    stats_path = run.path("latents_stats.json")
+    if os.path.exists(stats_path):
+        # Regenerated after an unpack: the models were trained with the first run's factors.
+        with open(stats_path) as f:
+            stats = json.load(f)
+        shift, scale = stats["shift"], stats["scale"]
+    else:
+        M.write_json(stats_path, {"shift": shift, "scale": scale})
     # The VAE round trip on ground truth, scored by the evaluator: the ceiling of what the
     # diffusion model can reach.
     n = min(64, len(scenes))
@@ -513,7 +545,7 @@ def train_loop(run, name, dit, clip, params, ema_modules, minutes, warmup, spent
         if budget.must_pause(45):
             break
         x0, cap = _batches(run, lat, ids, empty, gen)
-        f = lr_factor(step, warmup, budget.frac(), run.p["max_steps"])
+        f = lr_factor(step, warmup, budget.frac(), run.p["max_steps"]) * rewarm(run, step)
         for grp, lr in zip(opt.param_groups, base_lrs):
             grp["lr"] = lr * f
         loss = flow_loss(run, dit, clip, x0.float(), cap, run.p["shift"], gen, train_clip)
@@ -548,7 +580,7 @@ def stage_dit(run):
         s = _load(ck, run)
         dit.load_state_dict(s["dit"])
         clip.load_state_dict(s["clip"])
-        opt.load_state_dict(s["opt"])
+        _resume_opt(run, opt, s, "dit")
         emas[0].shadow, emas[1].shadow = s["ema_dit"], s["ema_clip"]
         emas[0].n = emas[1].n = s["step"]
         step, spent = s["step"], s["spent"]
@@ -595,7 +627,7 @@ def stage_ttt(run):
     if os.path.exists(ck):
         s = _load(ck, run)
         dit.load_state_dict(s["dit"])
-        opt.load_state_dict(s["opt"])
+        _resume_opt(run, opt, s, "ttt")
         emas[0].shadow, emas[0].n = s["ema_dit"], s["step"]
         step, spent = s["step"], s["spent"]
     else:
@@ -631,7 +663,7 @@ def _export(run, out, tok, clip, dit, vcfg, vae, share_from=None):
 
 def stage_export(run):
     tok = load_tokenizer(run)
-    lat = _load(run.path("latents.pt"), "cpu")
+    lat = latent_stats(run)
     _, _, vcfg = configs(run, tok, lat["scale"], lat["shift"])
     vae = load_vae(run, vcfg)
     clip, soft = load_softmax(run, tok)
@@ -704,7 +736,7 @@ def sample_images(run, clip, dit, vae, vcfg, tok, prompts, steps, guidance, seed
 
 def stage_eval(run):
     tok = load_tokenizer(run)
-    lat = _load(run.path("latents.pt"), "cpu")
+    lat = latent_stats(run)
     _, _, vcfg = configs(run, tok, lat["scale"], lat["shift"])
     vae = load_vae(run, vcfg)
     clip, soft = load_softmax(run, tok)
@@ -781,6 +813,96 @@ def init_only(run):
             default, M.folder_bytes(default) / 1e6, softmax, M.folder_bytes(softmax) / 1e6)
 
 
+# ---- pack / unpack: the state carried to a fresh machine ----
+
+PACK_PART = 15 * 1000 * 1000  # the device tool brings back files of at most 16 MiB
+DERIVED = ("pool.pt", "latents.pt", "linearize_check")  # rebuilt from the rest, deterministically
+
+
+def pack(run, to):
+    """Writes OUT's state without what can be rebuilt (the scene pool, the latents) and without
+    optimizer moments (half a checkpoint's size) as state.tar.000, .001, ... of <= 15 MB in TO:
+    small enough to bring back from one machine and carry to another, where --unpack continues
+    the run (the derived files rebuilt, AdamW restarted with a short re-warm-up)."""
+    import io
+    import tarfile
+    os.makedirs(to, exist_ok=True)
+    for f in os.listdir(to):
+        if f.startswith("state.tar."):
+            os.remove(os.path.join(to, f))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in sorted(os.listdir(run.state)):
+            if name in DERIVED:
+                continue
+            path = os.path.join(run.state, name)
+            if name.endswith(".pt"):
+                s = _load(path, "cpu")
+                s.pop("opt", None)
+                data = io.BytesIO()
+                torch.save(s, data)
+                info = tarfile.TarInfo("state/" + name)
+                info.size = data.tell()
+                data.seek(0)
+                tar.addfile(info, data)
+            else:
+                tar.add(path, "state/" + name)
+        tar.add(os.path.join(run.out, "train.log"), "train.log")
+    data = buf.getvalue()
+    parts = 0
+    for i in range(0, len(data), PACK_PART):
+        with open(os.path.join(to, "state.tar.%03d" % parts), "wb") as f:
+            f.write(data[i:i + PACK_PART])
+        parts += 1
+    run.log("packed %s: %.1f MB in %d parts into %s", run.state, len(data) / 1e6, parts, to)
+
+
+def unpack(run, frm):
+    """Restores a pack() into OUT (refused when OUT already holds a state)."""
+    import io
+    import tarfile
+    if run.progress:
+        raise SystemExit("train.py: %s already holds a state; unpack into a fresh --out" %
+                         run.state)
+    parts = sorted(f for f in os.listdir(frm) if f.startswith("state.tar."))
+    if not parts:
+        raise SystemExit("train.py: no state.tar.* in %s" % frm)
+    data = b"".join(open(os.path.join(frm, f), "rb").read() for f in parts)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        for m in tar.getmembers():
+            if m.name.startswith("/") or ".." in m.name.split("/") or not (m.isfile() or m.isdir()):
+                raise SystemExit("train.py: unexpected member %s in the pack" % m.name)
+        tar.extractall(run.out)
+    with open(run.progress_path) as f:
+        run.progress = json.load(f)
+    run.log("unpacked %d parts from %s: stages done %s", len(parts), frm,
+            ", ".join(k for k, v in run.progress.items() if v == "done") or "none")
+
+
+def latent_stats(run):
+    """{"shift", "scale"} of the latents stage (its small file; a state older than that file
+    has them in latents.pt only)."""
+    path = run.path("latents_stats.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    lat = _load(run.path("latents.pt"), "cpu")
+    return {"shift": lat["shift"], "scale": lat["scale"]}
+
+
+def rebuild_derived(run):
+    """After an unpack: the scene pool and the latents again, exactly (the pool is a function of
+    the seed; the latents of the VAE weights, with the first run's factors)."""
+    if run.done("data") and not os.path.exists(run.path("pool.pt")) and \
+            not all(run.done(st) for st in ("vae", "latents", "dit", "ttt")):
+        run.log("rebuilding the scene pool")
+        stage_data(run)
+    if run.done("latents") and not os.path.exists(run.path("latents.pt")) and \
+            not (run.done("dit") and run.done("ttt")):
+        run.log("rebuilding the latents")
+        stage_latents(run)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -792,6 +914,11 @@ def main(argv=None):
                     help="comma-separated stages to run (default: all, skipping finished ones)")
     ap.add_argument("--deadline", type=float, default=9.5,
                     help="minutes this run may take before it saves and stops (0: no limit)")
+    ap.add_argument("--pack", metavar="DIR",
+                    help="after the run, write its state (without what can be rebuilt) as "
+                         "DIR/state.tar.* to continue on another machine")
+    ap.add_argument("--unpack", metavar="DIR",
+                    help="before the run, restore a state written by --pack into a fresh --out")
     ap.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tttd", help="the tttd binary, to cross-check linearize")
@@ -820,6 +947,16 @@ def main(argv=None):
     if args.init_only:
         init_only(run)
         return 0
+    if args.unpack:
+        unpack(run, args.unpack)
+    rc = run_stages(run, args)
+    if args.pack and not all(run.done(st) for st in STAGES):
+        pack(run, args.pack)
+    return rc
+
+
+def run_stages(run, args):
+    rebuild_derived(run)
     want = args.stages.split(",")
     for st in STAGES:
         if st not in want or run.done(st):
