@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "api/base64.h"
+#include "api/buf.h"
 
 /* Reals in answers: milliseconds rounded to microseconds, printed without float noise. */
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
@@ -31,65 +32,19 @@ static json_t *ms_real(double x)
 
 static json_t *seed_int(uint64_t seed) { return json_integer((json_int_t)(seed & (uint64_t)INT64_MAX)); }
 
-/* A tiny growable string; on allocation failure it sets failed and ignores later appends. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static int sb_reserve(sbuf *b, size_t extra)
+/* Base64 of n bytes written straight into b (api_base64_encode adds the NUL). */
+static void put_base64(api_buf *b, const uint8_t *data, size_t n)
 {
-    if (b->failed)
-        return -1;
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->failed = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void sb_putn(sbuf *b, const char *s, size_t n)
-{
-    if (sb_reserve(b, n) != 0)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-
-static void sb_base64(sbuf *b, const uint8_t *data, size_t n)
-{
-    if (sb_reserve(b, api_base64_encoded_len(n)) != 0)
-        return;
-    b->len += api_base64_encode(data, n, b->p + b->len);
-}
-
-/* Takes b's string (NULL if anything failed). */
-static char *sb_take(sbuf *b)
-{
-    if (b->failed || !b->p) {
-        free(b->p);
-        return NULL;
-    }
-    return b->p;
+    char *p = api_buf_reserve(b, api_base64_encoded_len(n));
+    if (p)
+        api_buf_commit(b, api_base64_encode(data, n, p));
 }
 
 /*
  * Appends obj (dumped) with "key": "<base64 of img>" as its first member, and drops obj's
  * reference. Returns 0 or -1.
  */
-static int put_with_b64(sbuf *b, json_t *obj, const char *key, const api_image *img)
+static int put_with_b64(api_buf *b, json_t *obj, const char *key, const api_image *img)
 {
     if (!obj)
         return -1;
@@ -97,25 +52,25 @@ static int put_with_b64(sbuf *b, json_t *obj, const char *key, const api_image *
     json_decref(obj);
     if (!dump)
         return -1;
-    sb_puts(b, "{\"");
-    sb_puts(b, key);
-    sb_puts(b, "\":\"");
-    sb_base64(b, img->data, img->data ? img->len : 0);
-    sb_puts(b, "\"");
+    api_buf_puts(b, "{\"");
+    api_buf_puts(b, key);
+    api_buf_puts(b, "\":\"");
+    put_base64(b, img->data, img->data ? img->len : 0);
+    api_buf_puts(b, "\"");
     /* dump is "{}" or "{...}": continue after its opening brace. */
     if (strcmp(dump, "{}") != 0)
-        sb_puts(b, ",");
-    sb_puts(b, dump + 1);
+        api_buf_puts(b, ",");
+    api_buf_puts(b, dump + 1);
     free(dump);
-    return b->failed ? -1 : 0;
+    return api_buf_failed(b) ? -1 : 0;
 }
 
 /*
  * Appends head (an object, dumped) with one more member, "key": [images...], at its end, each
  * image built by make_obj and given its base64 under b64_key. Drops head's reference.
  */
-static int put_with_images(sbuf *b, json_t *head, const char *key, const api_image *images, int n,
-                           json_t *(*make_obj)(const api_image *img, int index),
+static int put_with_images(api_buf *b, json_t *head, const char *key, const api_image *images,
+                           int n, json_t *(*make_obj)(const api_image *img, int index),
                            const char *b64_key)
 {
     if (!head)
@@ -128,25 +83,25 @@ static int put_with_images(sbuf *b, json_t *head, const char *key, const api_ima
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += api_base64_encoded_len(images[i].data ? images[i].len : 0) + 128;
-    if (sb_reserve(b, dl + total + 64) != 0) {
+    if (!api_buf_reserve(b, dl + total + 64)) {
         free(dump);
         return -1;
     }
-    sb_putn(b, dump, dl - 1); /* without the closing brace */
+    api_buf_append(b, dump, dl - 1); /* without the closing brace */
     if (dl > 2)
-        sb_puts(b, ",");
+        api_buf_puts(b, ",");
     free(dump);
-    sb_puts(b, "\"");
-    sb_puts(b, key);
-    sb_puts(b, "\":[");
+    api_buf_puts(b, "\"");
+    api_buf_puts(b, key);
+    api_buf_puts(b, "\":[");
     for (int i = 0; i < n; i++) {
         if (i)
-            sb_puts(b, ",");
+            api_buf_puts(b, ",");
         if (put_with_b64(b, make_obj(&images[i], i), b64_key, &images[i]) != 0)
             return -1;
     }
-    sb_puts(b, "]}");
-    return b->failed ? -1 : 0;
+    api_buf_puts(b, "]}");
+    return api_buf_failed(b) ? -1 : 0;
 }
 
 static json_t *metrics_obj(const api_metrics *m)
@@ -183,10 +138,12 @@ char *api_generate_response(const char *id, const char *model, int64_t created,
     json_t *head = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", id, "object", "generation",
                              "created", (json_int_t)created, "model", model, "metrics",
                              metrics_obj(m));
-    sbuf b = {0};
-    if (put_with_images(&b, head, "images", images, n, native_image_obj, "b64") != 0)
-        b.failed = 1;
-    return sb_take(&b);
+    api_buf b = {0};
+    if (put_with_images(&b, head, "images", images, n, native_image_obj, "b64") != 0) {
+        api_buf_free(&b);
+        return NULL;
+    }
+    return api_buf_take(&b, NULL);
 }
 
 static json_t *openai_image_obj(const api_image *img, int index)
@@ -206,10 +163,12 @@ char *api_openai_images_response(int64_t created, const api_generate_request *re
                              "size", req->size, "quality",
                              req->quality_label[0] ? req->quality_label : "auto", "metrics",
                              metrics_obj(m));
-    sbuf b = {0};
-    if (put_with_images(&b, head, "data", images, n, openai_image_obj, "b64_json") != 0)
-        b.failed = 1;
-    return sb_take(&b);
+    api_buf b = {0};
+    if (put_with_images(&b, head, "data", images, n, openai_image_obj, "b64_json") != 0) {
+        api_buf_free(&b);
+        return NULL;
+    }
+    return api_buf_take(&b, NULL);
 }
 
 /* Durations with at most three decimals, trailing zeros dropped ("12.5", "0.034", "7"). */
@@ -259,11 +218,11 @@ int api_server_timing(const api_metrics *m, char *buf, size_t len)
 
 /* ---- Server-Sent Events ---- */
 
-static void sb_event_head(sbuf *b, const char *event)
+static void event_head(api_buf *b, const char *event)
 {
-    sb_puts(b, "event: ");
-    sb_puts(b, event);
-    sb_puts(b, "\ndata: ");
+    api_buf_puts(b, "event: ");
+    api_buf_puts(b, event);
+    api_buf_puts(b, "\ndata: ");
 }
 
 /* A data line must not hold a newline: it would end the field (compact dumps never do). */
@@ -271,11 +230,11 @@ char *api_sse_event(const char *event, const char *data)
 {
     if (!event || !data || strpbrk(event, "\r\n") || strpbrk(data, "\r\n"))
         return NULL;
-    sbuf b = {0};
-    sb_event_head(&b, event);
-    sb_puts(&b, data);
-    sb_puts(&b, "\n\n");
-    return sb_take(&b);
+    api_buf b = {0};
+    event_head(&b, event);
+    api_buf_puts(&b, data);
+    api_buf_puts(&b, "\n\n");
+    return api_buf_take(&b, NULL);
 }
 
 static char *event_of(const char *event, json_t *obj)
@@ -310,12 +269,14 @@ char *api_sse_progress(const char *id, int index, int step, int steps)
 
 static char *b64_event(const char *event, json_t *obj, const api_image *img)
 {
-    sbuf b = {0};
-    sb_event_head(&b, event);
-    if (put_with_b64(&b, obj, "b64", img) != 0)
-        b.failed = 1;
-    sb_puts(&b, "\n\n");
-    return sb_take(&b);
+    api_buf b = {0};
+    event_head(&b, event);
+    if (put_with_b64(&b, obj, "b64", img) != 0) {
+        api_buf_free(&b);
+        return NULL;
+    }
+    api_buf_puts(&b, "\n\n");
+    return api_buf_take(&b, NULL);
 }
 
 char *api_sse_preview(const char *id, int index, int step, int steps, const api_image *img)

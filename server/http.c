@@ -503,11 +503,11 @@ enum MHD_Result srv_http_handler(void *cls, struct MHD_Connection *conn, const c
         }
         if (r->body.len + n > (size_t)h->cfg.opts->max_body) {
             r->too_large = 1;
-            srv_buf_free(&r->body);
+            api_buf_free(&r->body);
             return MHD_YES;
         }
-        srv_buf_append(&r->body, upload_data, n);
-        if (srv_buf_failed(&r->body))
+        api_buf_append(&r->body, upload_data, n);
+        if (api_buf_failed(&r->body))
             return MHD_NO;
         return MHD_YES;
     }
@@ -559,8 +559,8 @@ void srv_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     eng_log(ENG_LOG_DEBUG, r->id, "%s %s %d %.2f ms", r->method, srv_route_label(r->route),
             status, ms);
     api_generate_request_free(&r->greq);
-    srv_buf_free(&r->body);
-    srv_buf_free(&r->sse_out);
+    api_buf_free(&r->body);
+    api_buf_free(&r->sse_out);
     if (r->prev)
         r->prev->next = r->next;
     else

@@ -61,7 +61,7 @@ static void sse_push(srv_req *r, char *event)
         eng_log(ENG_LOG_ERROR, r->id, "out of memory for an event");
         return;
     }
-    srv_buf_append(&r->sse_out, event, strlen(event));
+    api_buf_append(&r->sse_out, event, strlen(event));
     free(event);
     if (r->reader_waiting)
         srv_req_resume(r);
@@ -217,7 +217,7 @@ ssize_t srv_http_sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     if (r->sse_out.len) {
         size_t n = r->sse_out.len < max ? r->sse_out.len : max;
         memcpy(buf, r->sse_out.data, n);
-        srv_buf_consume(&r->sse_out, n);
+        api_buf_consume(&r->sse_out, n);
         return (ssize_t)n;
     }
     if (r->sse_done)
@@ -233,7 +233,7 @@ void srv_http_ping_streams(srv_http *h)
     for (srv_req *r = h->reqs; r; r = r->next) {
         if (!r->sse || r->sse_done)
             continue;
-        srv_buf_append(&r->sse_out, API_SSE_PING, strlen(API_SSE_PING));
+        api_buf_append(&r->sse_out, API_SSE_PING, strlen(API_SSE_PING));
         if (r->reader_waiting)
             srv_req_resume(r);
     }
@@ -260,7 +260,7 @@ static void start_stream(srv_req *r, srv_job *j, int position)
     r->position = position;
     char *ev = api_sse_queued(j->id, position);
     if (ev) {
-        srv_buf_append(&r->sse_out, ev, strlen(ev));
+        api_buf_append(&r->sse_out, ev, strlen(ev));
         free(ev);
     }
     struct MHD_Response *resp =

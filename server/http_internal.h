@@ -6,7 +6,7 @@
 #define TTTD_SERVER_HTTP_INTERNAL_H
 
 #include "api/api.h"
-#include "server/buf.h"
+#include "api/buf.h"
 #include "server/http.h"
 #include "server/jobs.h"
 
@@ -23,7 +23,7 @@ typedef struct srv_req {
     char path_id[SRV_ID_LEN]; /* {id} of /v1/jobs/{id} */
     double start_ms;
 
-    srv_buf body;
+    api_buf body;
     uint64_t received; /* body bytes read, kept or not */
     int too_large;
     int answered; /* a response is queued, or pending until the resume */
@@ -44,7 +44,7 @@ typedef struct srv_req {
     /* Server-Sent Events. */
     int sse, sse_done, reader_waiting;
     int position; /* the queue position last sent in a "queued" event */
-    srv_buf sse_out;
+    api_buf sse_out;
 
     struct srv_req *prev, *next; /* srv_http's list of live requests */
 } srv_req;

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "server/buf.h"
+#include "api/buf.h"
 
 static const double duration_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                          0.5,   1,      2.5,   5,    10,    30,   60,  120, 300};
@@ -197,43 +197,43 @@ int srv_metrics_workers_busy(srv_metrics *m)
 
 /* ---- exposition ---- */
 
-static void head(srv_buf *b, const char *name, const char *type, const char *help)
+static void head(api_buf *b, const char *name, const char *type, const char *help)
 {
-    srv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    api_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* labels: "" or `route="/x",` (with the trailing comma, so le can follow). */
-static void hist_write(srv_buf *b, const char *name, const char *labels, const histogram *h)
+static void hist_write(api_buf *b, const char *name, const char *labels, const histogram *h)
 {
     uint64_t cum = 0;
     for (int i = 0; i < h->nb; i++) {
         cum += h->counts[i];
-        srv_buf_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, h->bounds[i],
+        api_buf_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, h->bounds[i],
                        (unsigned long long)cum);
     }
     cum += h->counts[h->nb];
-    srv_buf_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+    api_buf_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
     /* Without the trailing comma the label set is `{route="/x"}` or nothing. */
     size_t ll = 0;
     while (labels[ll])
         ll++;
     if (ll) {
-        srv_buf_printf(b, "%s_sum{%.*s} %.9g\n", name, (int)ll - 1, labels, h->sum);
-        srv_buf_printf(b, "%s_count{%.*s} %llu\n", name, (int)ll - 1, labels,
+        api_buf_printf(b, "%s_sum{%.*s} %.9g\n", name, (int)ll - 1, labels, h->sum);
+        api_buf_printf(b, "%s_count{%.*s} %llu\n", name, (int)ll - 1, labels,
                        (unsigned long long)h->total);
     } else {
-        srv_buf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
+        api_buf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
                        (unsigned long long)h->total);
     }
 }
 
-static void render_locked(const srv_metrics *m, srv_buf *b)
+static void render_locked(const srv_metrics *m, api_buf *b)
 {
     head(b, "tttd_requests_total", "counter", "HTTP requests answered, by route and status.");
     for (int r = 0; r < SRV_ROUTE_COUNT; r++)
         for (int s = 0; s < 500; s++)
             if (m->requests[r][s])
-                srv_buf_printf(b, "tttd_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                api_buf_printf(b, "tttd_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                                route_labels[r], s + 100, (unsigned long long)m->requests[r][s]);
 
     head(b, "tttd_request_duration_seconds", "histogram",
@@ -257,32 +257,32 @@ static void render_locked(const srv_metrics *m, srv_buf *b)
     hist_write(b, "tttd_batch_size", "", &m->batch);
 
     head(b, "tttd_queue_size", "gauge", "Images waiting in the queue.");
-    srv_buf_printf(b, "tttd_queue_size %d\n", m->queue_size);
+    api_buf_printf(b, "tttd_queue_size %d\n", m->queue_size);
     head(b, "tttd_workers", "gauge", "Worker threads.");
-    srv_buf_printf(b, "tttd_workers %d\n", m->workers);
+    api_buf_printf(b, "tttd_workers %d\n", m->workers);
     head(b, "tttd_workers_busy", "gauge", "Workers running a batch.");
-    srv_buf_printf(b, "tttd_workers_busy %d\n", m->workers_busy);
+    api_buf_printf(b, "tttd_workers_busy %d\n", m->workers_busy);
     head(b, "tttd_ready", "gauge", "1 once every worker has loaded every model.");
-    srv_buf_printf(b, "tttd_ready %d\n", m->ready);
+    api_buf_printf(b, "tttd_ready %d\n", m->ready);
     head(b, "tttd_images_generated_total", "counter", "Images generated and delivered.");
-    srv_buf_printf(b, "tttd_images_generated_total %llu\n", (unsigned long long)m->images);
+    api_buf_printf(b, "tttd_images_generated_total %llu\n", (unsigned long long)m->images);
 
     head(b, "tttd_rejections_total", "counter", "Requests refused before any work, by reason.");
     for (int r = 0; r < SRV_REJECT_COUNT; r++)
-        srv_buf_printf(b, "tttd_rejections_total{reason=\"%s\"} %llu\n", reject_labels[r],
+        api_buf_printf(b, "tttd_rejections_total{reason=\"%s\"} %llu\n", reject_labels[r],
                        (unsigned long long)m->rejections[r]);
     head(b, "tttd_worker_errors_total", "counter", "Engine or encoding failures in workers.");
-    srv_buf_printf(b, "tttd_worker_errors_total %llu\n", (unsigned long long)m->worker_errors);
+    api_buf_printf(b, "tttd_worker_errors_total %llu\n", (unsigned long long)m->worker_errors);
     head(b, "tttd_cancellations_total", "counter", "Requests canceled, by reason.");
     for (int c = SRV_CANCEL_NONE + 1; c < SRV_CANCEL_COUNT; c++)
-        srv_buf_printf(b, "tttd_cancellations_total{reason=\"%s\"} %llu\n", cancel_labels[c],
+        api_buf_printf(b, "tttd_cancellations_total{reason=\"%s\"} %llu\n", cancel_labels[c],
                        (unsigned long long)m->cancellations[c]);
 }
 
 char *srv_metrics_render(srv_metrics *m, size_t *len)
 {
-    srv_buf b = {0};
+    api_buf b = {0};
     /* Render under the lock so a scrape sees one consistent moment. */
     LOCKED(m, render_locked(m, &b));
-    return srv_buf_take(&b, len);
+    return api_buf_take(&b, len);
 }
