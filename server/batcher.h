@@ -3,7 +3,10 @@
  *
  * Units with the same (model, width, height, steps) may share a batch (guidance, seed and
  * prompts may differ). A group is due when it holds max_batch units, when its oldest unit has
- * waited max_delay_ms, or when the server is draining (flush). Groups are considered in the
+ * waited max_delay_ms, or when the server is draining (flush). With max_delay_ms 0 (the default,
+ * "greedy") every group is due at once: the scheduler asks only when a worker is idle, so a lone
+ * unit leaves alone at once, and units that piled up while every worker was busy leave together,
+ * all of one key (up to max_batch) in one decision. Groups are considered in the
  * order of their oldest unit, so the oldest due group goes first and a full group of a younger
  * key need not wait behind an unfilled older one.
  *

@@ -68,8 +68,10 @@ static const opt_row rows[] = {
      "weights and activations: auto is bf16 on CUDA, f32 on the CPU", F(dtype)},
     {"max-batch", T_INT, "4", 1, 64, 0, NULL, "TTTD_MAX_BATCH", "N",
      "images denoised together at most (same model, size and steps)", F(max_batch)},
-    {"max-queue-delay-ms", T_INT, "10", 0, 60000, 0, NULL, "TTTD_MAX_QUEUE_DELAY_MS", "MS",
-     "how long the oldest queued image may wait for a fuller batch", F(max_queue_delay_ms)},
+    {"max-queue-delay-ms", T_INT, "0", 0, 60000, 0, NULL, "TTTD_MAX_QUEUE_DELAY_MS", "MS",
+     "how long the oldest queued image may wait for a fuller batch; 0: none (greedy: a batch "
+     "leaves as soon as a worker is free, with the images of its kind that queued while every "
+     "worker was busy, up to --max-batch)", F(max_queue_delay_ms)},
     {"max-queue", T_INT, "64", 1, 100000, 0, NULL, "TTTD_MAX_QUEUE", "N",
      "images waiting at most; a request that does not fit gets 429", F(max_queue)},
     {"max-body", T_SIZE, "1M", 64, (int64_t)1 << 30, 0, NULL, "TTTD_MAX_BODY", "BYTES",

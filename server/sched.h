@@ -3,7 +3,8 @@
  * pool together on the loop thread (DESIGN.md 5).
  *
  * A submitted job's units enter the queue; whenever a worker is idle the batcher is asked for a
- * due batch (a uv timer wakes the loop when the oldest group will fall due); finished batches and
+ * due batch (a uv timer wakes the loop when the oldest group will fall due; with no batching
+ * delay every group is due, so a batch leaves on submit or as soon as a worker frees up); finished batches and
  * per-step progress arrive through a uv_async_t that the workers signal, and are turned into the
  * events below for whoever waits on the job (the HTTP layer). A 100 ms tick enforces per-job
  * deadlines and expires finished jobs.

@@ -2,7 +2,8 @@
  * test_batcher.c - dynamic batching decisions with a made-up clock: units group by (model, size,
  * steps) up to max_batch, a partial group waits until its oldest unit has waited max_delay_ms
  * (and the wait asked for is exactly what is left), a full younger group does not wait behind a
- * partial older one, flush makes everything due, and taken units leave the queue oldest first.
+ * partial older one, flush makes everything due, taken units leave the queue oldest first, and
+ * with no delay (greedy, the default) whatever of one key has piled up leaves in one batch.
  */
 #include <criterion/criterion.h>
 
@@ -174,4 +175,43 @@ Test(batcher, zero_delay_dispatches_a_single_unit_at_once)
     add(&f, 0, 64, 64, 28, 7.0);
     cr_assert_eq(srv_batcher_take(&b, &f.q, 7.0, 0, out, &n, &wait), 1);
     cr_assert_eq(n, 1);
+}
+
+/*
+ * Greedy batching (the default, max_delay_ms 0): a group is due as soon as it is looked at, and
+ * everything of its key that piled up while the workers were busy leaves together, up to
+ * max_batch, not one unit per decision. A younger key's units wait for their own turn.
+ */
+Test(batcher, zero_delay_takes_every_queued_unit_of_the_key_together)
+{
+    fixture f;
+    fx_init(&f, 16);
+    srv_batcher b = {.max_batch = 4, .max_delay_ms = 0};
+    srv_unit *out[4];
+    int n;
+    double wait;
+    add(&f, 0, 64, 64, 28, 0.0);  /* A */
+    add(&f, 0, 64, 64, 28, 1.0);  /* A */
+    add(&f, 0, 32, 32, 28, 1.5);  /* B */
+    add(&f, 0, 64, 64, 28, 2.0);  /* A */
+    add(&f, 0, 64, 64, 28, 3.0);  /* A */
+    add(&f, 0, 64, 64, 28, 4.0);  /* A: a fifth, over max_batch */
+
+    /* The worker frees up at t=50: one decision takes four A's, oldest first. */
+    cr_assert_eq(srv_batcher_take(&b, &f.q, 50.0, 0, out, &n, &wait), 1);
+    cr_assert_eq(n, 4, "the piled-up units of one key leave as one batch");
+    cr_assert_eq(out[0], &f.u[0]);
+    cr_assert_eq(out[1], &f.u[1]);
+    cr_assert_eq(out[2], &f.u[3]);
+    cr_assert_eq(out[3], &f.u[4]);
+    cr_assert_eq(wait, 0);
+    /* Next: B (its oldest, t=1.5, is older than the A left over, t=4), then that A. */
+    cr_assert_eq(srv_batcher_take(&b, &f.q, 50.0, 0, out, &n, &wait), 1);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(out[0], &f.u[2]);
+    cr_assert_eq(srv_batcher_take(&b, &f.q, 50.0, 0, out, &n, &wait), 1);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(out[0], &f.u[5]);
+    cr_assert_eq(srv_batcher_take(&b, &f.q, 50.0, 0, out, &n, &wait), 0);
+    cr_assert_eq(wait, -1, "an empty queue sets no timer");
 }

@@ -1,10 +1,11 @@
 /*
  * test_integration_jobs.c - `tttd serve` under concurrent load (see test_integration.c for the
  * set-up): dynamic batching (concurrent requests of one size share a batch, shown by their
- * batch_size), cancellation (DELETE /v1/jobs/{id} while queued and while running, a client that
- * hangs up, a request's timeout_ms), the queue bound (429 + Retry-After, /readyz 503) and the
- * graceful shutdown (SIGTERM lets the work in flight finish and exits 0; --drain-timeout cancels
- * what is left).
+ * batch_size; with the default greedy policy a lone request starts at once and requests queued
+ * behind a busy worker leave together), cancellation (DELETE /v1/jobs/{id} while queued and while
+ * running, a client that hangs up, a request's timeout_ms), the queue bound (429 + Retry-After,
+ * /readyz 503) and the graceful shutdown (SIGTERM lets the work in flight finish and exits 0;
+ * --drain-timeout cancels what is left).
  *
  * A "slow" request is 5000 steps of the tiny model (tens of seconds): long enough to be certainly
  * running or queued while the test acts, and always canceled long before it would finish. Its
@@ -175,6 +176,51 @@ Test(serve_jobs, concurrent_requests_share_a_batch)
     for (int i = 0; i < 5; i++)
         it_response_free(&out[i]);
     cr_assert_eq(it_metric(&srv, "tttd_images_generated_total"), 5);
+}
+
+Test(serve_jobs, greedy_batching_by_default)
+{
+    /* The default batching wait is 0: a lone request starts at once, alone. */
+    it_server_start(&srv, "--workers", "1", "--max-batch", "4", SLOW_OPTS, NULL);
+    it_response r = it_http(&srv, "POST", "/v1/generate", "{\"prompt\":\"alone\"," SMALL "}",
+                            NULL);
+    cr_assert_eq(batch_size_of(&r), 1);
+    json_t *j = it_json(&r);
+    double queue_ms = json_real_value(json_object_get(json_object_get(j, "metrics"), "queue_ms"));
+    cr_assert_lt(queue_ms, 5.0, "a lone request waits for no company (queue_ms %g)", queue_ms);
+    json_decref(j);
+    it_response_free(&r);
+
+    /* Requests that arrive while the worker is busy pile up, and leave together once it frees. */
+    it_async *a = it_http_async(&srv, &SLOW);
+    char *id_a = stream_job_id(a);
+    wait_running(a);
+    static const char *const bodies[] = {
+        "{\"prompt\":\"one\"," SMALL ",\"seed\":1}",
+        "{\"prompt\":\"two\"," SMALL ",\"seed\":2}",
+        "{\"prompt\":\"three\"," SMALL ",\"seed\":3}",
+    };
+    it_request reqs[3];
+    it_async *waiting[3];
+    for (int i = 0; i < 3; i++) {
+        reqs[i] = (it_request){"POST", "/v1/generate", bodies[i], {NULL}, 0};
+        waiting[i] = it_http_async(&srv, &reqs[i]);
+    }
+    double t0 = it_now_ms();
+    while (it_metric(&srv, "tttd_queue_size") < 3) {
+        cr_assert_lt(it_now_ms() - t0, 10000, "the three requests were queued");
+        it_sleep_ms(10);
+    }
+    cr_assert_eq(delete_job(id_a), 200);
+    it_response ra = it_async_wait(a);
+    expect_stream_error(&ra, "canceled_error.canceled");
+    it_response_free(&ra);
+    for (int i = 0; i < 3; i++) {
+        it_response ri = it_async_wait(waiting[i]);
+        cr_assert_eq(batch_size_of(&ri), 3, "request %d: one batch of the three queued", i);
+        it_response_free(&ri);
+    }
+    free(id_a);
 }
 
 Test(serve_jobs, cancel_queued_and_running)

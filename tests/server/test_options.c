@@ -47,7 +47,7 @@ Test(options, defaults)
     cr_assert_eq(o.workers, 1);
     cr_assert_eq(o.device, SRV_DEVICE_AUTO);
     cr_assert_eq(o.max_batch, 4);
-    cr_assert_eq(o.max_queue_delay_ms, 10);
+    cr_assert_eq(o.max_queue_delay_ms, 0, "greedy batching: no wait for company");
     cr_assert_eq(o.max_queue, 64);
     cr_assert_eq(o.max_body, 1 << 20);
     cr_assert_eq(o.request_timeout_ms, 600000);
@@ -75,7 +75,7 @@ Test(options, flags_beat_env_beat_file_beat_default)
     cr_assert_eq(o.max_batch, 3, "environment over file");
     cr_assert_eq(o.max_queue, 100, "file over default");
     cr_assert_str_eq(o.host, "0.0.0.0");
-    cr_assert_eq(o.max_queue_delay_ms, 10, "default");
+    cr_assert_eq(o.max_queue_delay_ms, 0, "default");
     cr_assert_str_eq(o.config, file);
     srv_options_free(&o);
 
