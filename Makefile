@@ -153,6 +153,7 @@ check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
 	TTTD_BIN=$(BIN) $(UNIT_BIN) --jobs 2
 	$(MAKE) contract
 	$(PYTHON) -B tests/tiny/test_tiny.py
+	TTTD_BIN=$(BIN) $(PYTHON) -B tests/deploy/test_deploy.py
 
 # Only the unit tests (LIB_SRCS / UNIT_SRCS may be narrowed on the command line).
 unit: $(BIN) $(UNIT_BIN)
