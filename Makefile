@@ -148,12 +148,15 @@ test: deps
 
 # check: build everything (the CUDA code too, when nvcc is here) and run the unit tests.
 # The integration tests start $(BIN) serve on a random loopback port; the contract test checks the
-# running server against api/openapi.yaml (Python 3 standard library only).
+# running server against api/openapi.yaml (Python 3 standard library only). Last, the page in
+# headless Chromium: test-web installs Debian's chromium and playwright-core (npm ci) the first
+# time, when they are missing (tests/web/run.sh), so that `make deps` stays what the build needs.
 check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
 	TTTD_BIN=$(BIN) $(UNIT_BIN) --jobs 2
 	$(MAKE) contract
 	$(PYTHON) -B tests/tiny/test_tiny.py
 	TTTD_BIN=$(BIN) $(PYTHON) -B tests/deploy/test_deploy.py
+	$(MAKE) test-web
 
 # Only the unit tests (LIB_SRCS / UNIT_SRCS may be narrowed on the command line).
 unit: $(BIN) $(UNIT_BIN)

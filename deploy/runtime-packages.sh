@@ -1,7 +1,7 @@
 #!/bin/sh
 # runtime-packages.sh - the Debian (or Ubuntu) packages that hold the shared libraries a binary
 # links directly (its ELF NEEDED entries), one a line, sorted: what a slim runtime image must
-# install to run it. deploy/Dockerfile's build stage runs it on build/tttd; it works on any
+# install to run it. The root Dockerfile's build stage runs it on build/tttd; it works on any
 # machine with dpkg, ldd and readelf (binutils):
 #
 #     sh deploy/runtime-packages.sh build/tttd

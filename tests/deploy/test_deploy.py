@@ -1,21 +1,30 @@
 #!/usr/bin/env python3
-"""test_deploy.py - the files of deploy/ against the tttd they deploy.
+"""test_deploy.py - the files of deploy/ (and the root Dockerfile and .dockerignore) against the
+tttd they deploy.
 
     TTTD_BIN=build/tttd python3 tests/deploy/test_deploy.py      (make check runs it; ~5 s)
 
-Options: every --flag in deploy/ is one of `tttd serve --help` (those that follow `serve` in a
-command must be; any other must be tttd's or a known flag of another tool, FOREIGN_FLAGS), every
-TTTD_* variable is one of its environment variables, and every value that deploy/ assigns to a
-TTTD_* variable (tttd.env, the compose files, commented examples included) parses.
+Options: every --flag in deploy/ and the Dockerfile is one of `tttd serve --help` (those that
+follow `serve` in a command must be; any other must be tttd's or a known flag of another tool,
+FOREIGN_FLAGS), every TTTD_* variable is one of its environment variables, and every value that
+they assign to a TTTD_* variable (tttd.env, the compose files, the Kubernetes ConfigMap and
+container env, commented examples included) parses.
 Metrics: a real `tttd serve` on a random loopback port with the tiny test model answers one
 generation, then its /metrics scrape must hold every series and label value that alerts.yml
 (and every rule file prometheus.yml names) selects; it must stop on SIGTERM with status 0.
 Defaults: the Dockerfile's EXPOSE and HEALTHCHECK, the compose port mappings, Prometheus' and
 nginx's upstream ports, nginx's body limit and read timeout, the systemd stop timeout and
 compose's stop grace period against the defaults that `--help` prints.
+Kubernetes (deploy/k8s/): the pod's environment as kubelet would build it (ConfigMaps, env,
+service links) parses; the container port, the probes (readiness GET /readyz, liveness
+GET /healthz, answered by the real server), the Service, the ServiceMonitor and the scrape
+annotations reach tttd's port; terminationGracePeriodSeconds outlasts the preStop sleep, the
+drain and the cancel grace; the pod runs as non-root on a read-only root file system; the API
+keys come from a Secret.
 
-Standard library only (no YAML library: the few YAML facts are read line by line). Ends with
-"N passed, N failed"; the exit status is 1 when anything failed.
+Standard library only: the compose and Prometheus facts are read line by line, the Kubernetes
+manifests with tests/contract/yaml_subset.py. Ends with "N passed, N failed"; the exit status is
+1 when anything failed.
 """
 import http.client
 import json
@@ -31,6 +40,11 @@ import time
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
+sys.path.insert(0, os.path.join(ROOT, "tests", "contract"))
+import yaml_subset  # noqa: E402  (the YAML reader of the contract test)
+
+# The image's files live at the root (DESIGN.md section 1), the rest of the deployment in deploy/.
+ROOT_FILES = ("Dockerfile", ".dockerignore")
 MODEL = "tests/fixtures/tiny_model"
 CANCEL_GRACE_S = 5  # server/serve.c CANCEL_GRACE_MS: after the drain, cancelation may take this
 
@@ -49,6 +63,8 @@ FOREIGN_FLAGS = {
     "--no-install-recommends", "--system", "--user-group", "--uid", "--home-dir",
     "--no-create-home", "--shell", "--now", "--data", "--include", "--no-buffer",
     "--fail", "--silent", "--show-error", "--header", "--output",
+    # kubectl
+    "--from-file", "--from-literal", "--namespace",
 }
 # TTTD_* variables that deploy/ may name and that are no `tttd serve` option.
 NON_OPTION_VARS = {"TTTD_BIN"}  # the binary the tests run
@@ -497,9 +513,7 @@ def check_options(binary, files, flags, envs):
         bad = sorted(v for v in used if v not in envs and v not in NON_OPTION_VARS)
         R.check(not bad, "%s: every TTTD_* variable is one of tttd serve's" % rel, ", ".join(bad))
 
-    # The values deploy/ assigns (commented examples too) must parse. The environment is read
-    # before the flags, so a run with every assignment and one bad flag fails on the flag when,
-    # and only when, every value was accepted: nothing is loaded or listened on.
+    # The values deploy/ assigns (commented examples too) must parse.
     for rel in files:
         if rel.endswith(".md"):
             continue
@@ -513,14 +527,21 @@ def check_options(binary, files, flags, envs):
                 assigned[m.group(1)] = unquote(value)
         if not assigned:
             continue
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TTTD_")}
-        env.update(assigned)
-        p = subprocess.run([binary, "serve", "--port", "65536"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60)
-        ok = p.returncode == 2 and "--port" in p.stderr and "from TTTD_" not in p.stderr
+        ok, detail = values_accepted(binary, assigned)
         R.check(ok, "%s: tttd accepts the values of its %d TTTD_* assignments (%s)"
-                % (rel, len(assigned), ", ".join(sorted(assigned))),
-                "status %d: %s" % (p.returncode, p.stderr.strip()))
+                % (rel, len(assigned), ", ".join(sorted(assigned))), detail)
+
+
+def values_accepted(binary, variables):
+    """Whether `tttd serve` accepts these variables as its environment: (ok, detail). The
+    environment is read before the flags, so a run with them and one bad flag fails on the flag
+    when, and only when, every value was accepted: nothing is loaded or listened on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTTD_")}
+    env.update(variables)
+    p = subprocess.run([binary, "serve", "--port", "65536"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    ok = p.returncode == 2 and "--port" in p.stderr and "from TTTD_" not in p.stderr
+    return ok, "status %d: %s" % (p.returncode, p.stderr.strip())
 
 
 def check_rules_against_scrape(rule_files, names, samples, jobs):
@@ -564,6 +585,276 @@ def check_rules_against_scrape(rule_files, names, samples, jobs):
                     "; ".join(problems))
 
 
+# ---- Kubernetes ----
+
+K8S = os.path.join(DEPLOY, "k8s")
+FALSE_WORDS = ("false", "0", "no", "off")  # the false words of a T_BOOL option (server/options.c)
+CLUSTER_IP = "10.96.0.10"  # any address: what a service link carries
+
+
+def dig(obj, *keys, default=None):
+    for k in keys:
+        if isinstance(obj, dict) and k in obj:
+            obj = obj[k]
+        else:
+            return default
+    return obj
+
+
+def k8s_manifests():
+    """{repository-relative path: object} of deploy/k8s/*.yaml, one object a file."""
+    out = {}
+    names = sorted(os.listdir(K8S)) if os.path.isdir(K8S) else []
+    for name in names:
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        rel = "deploy/k8s/" + name
+        try:
+            doc = yaml_subset.load(read(rel) or "")
+        except yaml_subset.YamlError as e:
+            R.check(False, "%s parses" % rel, str(e))
+            continue
+        ok = isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind")
+        if R.check(ok, "%s: one object with apiVersion and kind (%s)"
+                   % (rel, doc.get("kind") if isinstance(doc, dict) else type(doc).__name__)):
+            out[rel] = doc
+    return out
+
+
+def service_link_vars(svc, ip=CLUSTER_IP):
+    """The variables kubelet gives every pod started after the Service exists (its "service
+    links", unless the pod says enableServiceLinks: false): NAME_SERVICE_HOST, NAME_SERVICE_PORT,
+    NAME_SERVICE_PORT_<PORT NAME>, and the Docker-link style NAME_PORT=tcp://IP:PORT and
+    NAME_PORT_<PORT>_<PROTO>[_PROTO|_PORT|_ADDR]."""
+    name = str(dig(svc, "metadata", "name", default="")).upper().replace("-", "_")
+    ports = dig(svc, "spec", "ports", default=None) or []
+    if not name or not ports or dig(svc, "spec", "clusterIP") == "None":
+        return {}
+    env = {name + "_SERVICE_HOST": ip, name + "_SERVICE_PORT": str(ports[0].get("port"))}
+    for p in ports:
+        proto = str(p.get("protocol", "TCP"))
+        if p.get("name"):
+            env["%s_SERVICE_PORT_%s" % (name, p["name"].upper().replace("-", "_"))] = str(p["port"])
+        pre = "%s_PORT_%s_%s" % (name, p.get("port"), proto)
+        env[pre] = "%s://%s:%s" % (proto.lower(), ip, p.get("port"))
+        env.update({pre + "_PROTO": proto.lower(), pre + "_PORT": str(p.get("port")),
+                    pre + "_ADDR": ip})
+    env[name + "_PORT"] = "%s://%s:%s" % (str(ports[0].get("protocol", "TCP")).lower(), ip,
+                                          ports[0].get("port"))
+    return env
+
+
+def check_k8s(binary, port, drain, jobs, image_uid):
+    """deploy/k8s/ against tttd; returns the paths its probes ask, for the real server."""
+    docs = k8s_manifests()
+    if not R.check(docs, "deploy/k8s/ holds Kubernetes manifests"):
+        return []
+    by_kind = {}
+    for rel, d in docs.items():
+        by_kind.setdefault(d["kind"], []).append((rel, d))
+
+    for rel, d in by_kind.get("Kustomization", []):
+        res = d.get("resources") or []
+        missing = [r for r in res if not os.path.exists(os.path.join(K8S, r))]
+        R.check(res and not missing, "%s: its resources exist" % rel, str(missing or res))
+        kinds = {dig(docs, "deploy/k8s/" + r, "kind") for r in res}
+        R.check({"ConfigMap", "Deployment", "Service"} <= kinds,
+                "%s: applies the ConfigMap, the Deployment and the Service" % rel,
+                str(sorted(k for k in kinds if k)))
+
+    # Kubernetes refuses ConfigMap data, env values and annotations that are not strings.
+    configmaps = {}
+    for rel, d in by_kind.get("ConfigMap", []):
+        data = d.get("data") or {}
+        bad = sorted(k for k, v in data.items() if not isinstance(v, str))
+        R.check(not bad, "%s: every value is a string (quoted)" % rel, ", ".join(bad))
+        configmaps[dig(d, "metadata", "name")] = {k: str(v) for k, v in data.items()}
+
+    deps = by_kind.get("Deployment", [])
+    if not R.check(len(deps) == 1, "deploy/k8s/: one Deployment", "%d" % len(deps)):
+        return []
+    rel, dep = deps[0]
+    pod = dig(dep, "spec", "template", "spec", default={}) or {}
+    labels = dig(dep, "spec", "template", "metadata", "labels", default={}) or {}
+    containers = pod.get("containers") or []
+    c = next((x for x in containers if x.get("name") == "tttd"), None)
+    if not R.check(c is not None, "%s: a container named tttd" % rel):
+        return []
+    sel = dig(dep, "spec", "selector", "matchLabels", default={}) or {}
+    R.check(sel and sel.items() <= labels.items(), "%s: its selector matches its pods" % rel)
+
+    # The environment as kubelet builds it: service links, then envFrom, then env.
+    services = by_kind.get("Service", [])
+    links = pod.get("enableServiceLinks", True) is not False
+    link_env = {}
+    for _, s in services:
+        link_env.update(service_link_vars(s))
+    env = dict(link_env) if links else {}
+    secret_vars = set()
+    for src in c.get("envFrom") or []:
+        name = dig(src, "configMapRef", "name")
+        if name is None:
+            continue  # a secretRef: its values are not here
+        if R.check(name in configmaps,
+                   "%s: envFrom's ConfigMap %s is in deploy/k8s/" % (rel, name)):
+            env.update({src.get("prefix", "") + k: v for k, v in configmaps[name].items()})
+    bad_values = []
+    for e in c.get("env") or []:
+        name = e.get("name")
+        if "value" in e:
+            if not isinstance(e["value"], str):
+                bad_values.append(name)
+            env[name] = str(e["value"])
+        elif dig(e, "valueFrom", "configMapKeyRef"):
+            ref = dig(e, "valueFrom", "configMapKeyRef")
+            env[name] = configmaps.get(ref.get("name"), {}).get(ref.get("key"), "")
+        else:
+            env.pop(name, None)
+            if dig(e, "valueFrom", "secretKeyRef"):
+                secret_vars.add(name)
+    R.check(not bad_values, "%s: every env value is a string (quoted)" % rel, ", ".join(bad_values))
+    tttd_env = {k: v for k, v in env.items() if k.startswith("TTTD_")}
+    ok, detail = values_accepted(binary, tttd_env)
+    R.check(ok, "%s: tttd accepts the pod's environment (%d TTTD_* variables, service links %s)"
+            % (rel, len(tttd_env), "on" if links else "off"), detail)
+    # A Service named tttd links TTTD_PORT=tcp://IP:PORT into every later pod, which tttd reads
+    # as --port: the pod must not rely on the ConfigMap overriding it.
+    if link_env:
+        ok, detail = values_accepted(binary, {k: v for k, v in link_env.items()
+                                              if k.startswith("TTTD_")})
+        R.check(not links or ok,
+                "%s: enableServiceLinks: false, or tttd accepts its Services' link variables "
+                "(TTTD_PORT=%s)" % (rel, link_env.get("TTTD_PORT")), detail)
+
+    # Listening: the image's `serve --host 0.0.0.0` unless the manifest replaces it.
+    argv = [str(x) for x in (c.get("command") or []) + (c.get("args") or [])]
+    if argv:
+        line = " ".join(argv)
+        R.check("serve" in argv and (re.search(r"--host\W+(0\.0\.0\.0|::)(\s|$)", line) or
+                                     env.get("TTTD_HOST") in ("0.0.0.0", "::")),
+                "%s: the container runs tttd serve on every address" % rel, line)
+    tp = env.get("TTTD_PORT", "")
+    pod_port = int(tp) if tp.isdigit() else port
+    cports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
+
+    def reaches(p):
+        return (cports.get(p) if isinstance(p, str) else p) == pod_port
+    R.check(pod_port in cports.values(), "%s: containerPort %d is tttd's port%s" % (
+        rel, pod_port, " (its default)" if pod_port == port else ""), str(cports))
+
+    # Probes: readiness on /readyz, liveness on /healthz (answered while the models load), without
+    # a key.
+    probe_paths = []
+    for kind, want in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"),
+                       ("startupProbe", None)):
+        get = dig(c, kind, "httpGet")
+        if want is None and kind not in c:
+            continue
+        if not R.check(get, "%s: %s is an HTTP GET" % (rel, kind)):
+            continue
+        path = get.get("path")
+        R.check(path == want if want else path in ("/healthz", "/readyz"),
+                "%s: %s asks GET %s" % (rel, kind, want or "/healthz or /readyz"), str(path))
+        R.check(reaches(get.get("port")) and get.get("scheme", "HTTP") == "HTTP",
+                "%s: %s's port %s is tttd's %d" % (rel, kind, get.get("port"), pod_port))
+        probe_paths.append(path)
+    R.check(env.get("TTTD_PUBLIC_HEALTH", "true").lower() not in FALSE_WORDS,
+            "%s: the probes need no key (TTTD_PUBLIC_HEALTH is not false)" % rel)
+
+    # Stopping: preStop sleep, then SIGTERM, the drain and the cancel grace, before the SIGKILL.
+    pod_drain = duration_s(env["TTTD_DRAIN_TIMEOUT"], 1.0) if "TTTD_DRAIN_TIMEOUT" in env \
+        else drain
+    pre = dig(c, "lifecycle", "preStop", default={}) or {}
+    cmd = [str(x) for x in dig(pre, "exec", "command", default=[]) or []]
+    pre_s = None
+    if dig(pre, "sleep", "seconds") is not None:
+        pre_s = float(dig(pre, "sleep", "seconds"))
+    elif len(cmd) == 2 and os.path.basename(cmd[0]) == "sleep":
+        pre_s = duration_s(cmd[1], 1.0)
+    R.check(pre_s, "%s: a preStop sleep lets the endpoint removal spread before SIGTERM" % rel,
+            str(pre))
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    R.check(pod_drain is not None and grace > (pre_s or 0) + pod_drain + CANCEL_GRACE_S,
+            "%s: terminationGracePeriodSeconds (%s) outlasts the preStop sleep (%gs) + the drain "
+            "(%gs) + %ds" % (rel, grace, pre_s or 0, pod_drain or 0, CANCEL_GRACE_S))
+
+    # Security: non-root, read-only root file system, no privileges.
+    psc, csc = pod.get("securityContext") or {}, c.get("securityContext") or {}
+
+    def sc(key):
+        return csc.get(key, psc.get(key))
+    R.check(sc("runAsNonRoot") is True and sc("runAsUser") in (None, image_uid),
+            "%s: runs as non-root (the image's user %s)" % (rel, image_uid),
+            "runAsNonRoot %s, runAsUser %s" % (sc("runAsNonRoot"), sc("runAsUser")))
+    R.check(csc.get("readOnlyRootFilesystem") is True, "%s: read-only root file system" % rel)
+    R.check(csc.get("allowPrivilegeEscalation") is False and csc.get("privileged") is not True
+            and "ALL" in (dig(csc, "capabilities", "drop", default=[]) or []),
+            "%s: no privilege escalation, every capability dropped" % rel)
+
+    res = c.get("resources") or {}
+    R.check(dig(res, "requests", "cpu") and dig(res, "requests", "memory") and
+            dig(res, "limits", "memory"),
+            "%s: requests CPU and memory, limits memory" % rel, str(res))
+    R.check("nvidia.com/gpu" in (read(rel) or ""),
+            "%s: gives the GPU variant (nvidia.com/gpu)" % rel)
+
+    # API keys from a Secret, never written in the manifests.
+    mounts = {m.get("name"): m for m in c.get("volumeMounts") or []}
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    keyfile = env.get("TTTD_API_KEY_FILE")
+    from_secret = "TTTD_API_KEY" in secret_vars
+    if keyfile:
+        for name, m in mounts.items():
+            mp = str(m.get("mountPath", "")).rstrip("/")
+            inside = keyfile == mp or keyfile.startswith(mp + "/")
+            if inside and "secret" in volumes.get(name, {}):
+                from_secret = True
+    R.check(from_secret, "%s: the API keys come from a Secret (TTTD_API_KEY_FILE in a secret "
+            "volume, or TTTD_API_KEY from a secretKeyRef)" % rel, "TTTD_API_KEY_FILE %s" % keyfile)
+    R.check("TTTD_API_KEY" not in env, "%s: no API key is written in the manifests" % rel)
+
+    # The Services, the ServiceMonitor and the scrape annotations reach tttd's port.
+    svc_ports = {}
+    for srel, s in services:
+        ssel = dig(s, "spec", "selector", default={}) or {}
+        R.check(ssel and ssel.items() <= labels.items(), "%s: selects the pods of %s" % (srel, rel))
+        for p in dig(s, "spec", "ports", default=[]) or []:
+            target = p.get("targetPort", p.get("port"))
+            R.check(reaches(target), "%s: port %s (target %s) reaches tttd's port %d"
+                    % (srel, p.get("port"), target, pod_port))
+            svc_ports.setdefault(dig(s, "metadata", "name"), set()).add(p.get("name"))
+    for mrel, m in by_kind.get("ServiceMonitor", []):
+        msel = dig(m, "spec", "selector", "matchLabels", default={}) or {}
+        hits = [s for _, s in services if msel and
+                msel.items() <= (dig(s, "metadata", "labels", default={}) or {}).items()]
+        if not R.check(hits, "%s: selects a Service of deploy/k8s/" % mrel):
+            continue
+        sname = dig(hits[0], "metadata", "name")
+        for ep in dig(m, "spec", "endpoints", default=[]) or []:
+            R.check(ep.get("port") in svc_ports.get(sname, set()) and
+                    ep.get("path", "/metrics") == "/metrics",
+                    "%s: scrapes the Service's port %s at %s" % (mrel, ep.get("port"),
+                                                                  ep.get("path", "/metrics")))
+        job = sname if not dig(m, "spec", "jobLabel") else None
+        R.check(job in jobs, "%s: its job label (%s, the Service's name) is the job that "
+                "alerts.yml selects (%s)" % (mrel, job, ", ".join(sorted(jobs))))
+    ann = dig(dep, "spec", "template", "metadata", "annotations", default={}) or {}
+    R.check(all(isinstance(v, str) for v in ann.values()),
+            "%s: every pod annotation is a string (quoted)" % rel)
+    if str(ann.get("prometheus.io/scrape")) == "true":
+        R.check(str(ann.get("prometheus.io/port")) == str(pod_port) and
+                ann.get("prometheus.io/path", "/metrics") == "/metrics",
+                "%s: the prometheus.io annotations scrape port %d at /metrics" % (rel, pod_port),
+                str(ann))
+    for hrel, h in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = dig(h, "spec", "scaleTargetRef", default={}) or {}
+        R.check(ref.get("kind") == "Deployment" and ref.get("name") == dig(dep, "metadata", "name"),
+                "%s: scales the Deployment of %s" % (hrel, rel))
+        lo, hi = dig(h, "spec", "minReplicas", default=1), dig(h, "spec", "maxReplicas")
+        R.check(isinstance(hi, int) and lo <= hi, "%s: minReplicas <= maxReplicas" % hrel)
+    return probe_paths
+
+
 def main():
     binary = os.environ.get("TTTD_BIN") or "build/tttd"
     binary = os.path.abspath(binary)
@@ -582,11 +873,19 @@ def main():
     req_timeout = duration_s(defaults.get("request-timeout-ms", "600000"), 0.001)
     max_body = size_bytes(defaults.get("max-body", "1M"))
 
-    files = deploy_files()
-    for need in ("deploy/Dockerfile", "deploy/Dockerfile.dockerignore",
-                 "deploy/docker-compose.yml", "deploy/nginx.conf", "deploy/tttd.service",
-                 "deploy/prometheus.yml", "deploy/alerts.yml", "deploy/README.md"):
+    files = deploy_files() + [f for f in ROOT_FILES if read(f) is not None]
+    for need in ROOT_FILES + ("deploy/docker-compose.yml", "deploy/nginx.conf",
+                              "deploy/tttd.service", "deploy/prometheus.yml", "deploy/alerts.yml",
+                              "deploy/k8s/deployment.yaml", "deploy/k8s/service.yaml",
+                              "deploy/k8s/configmap.yaml", "deploy/README.md"):
         R.check(need in files, need + " exists")
+    # One image, built from the root Dockerfile (DESIGN.md section 1), and named so everywhere.
+    extra = sorted(f for f in files if re.search(r"(^|/)(Dockerfile|[^/]*\.dockerignore)$", f)
+                   and f not in ROOT_FILES)
+    R.check(not extra, "the only Dockerfile and .dockerignore are the root's", ", ".join(extra))
+    stale = [rel for rel in files + ["README.md"] if "deploy/Dockerfile" in (read(rel) or "")]
+    R.check(not stale, "deploy/, the Dockerfile and README.md name the root Dockerfile, not "
+            "deploy/Dockerfile", ", ".join(stale))
 
     check_options(binary, files, flags, envs)
 
@@ -596,7 +895,7 @@ def main():
     unit_drain = duration_s(m.group(1), 1.0) if m else drain
 
     # ---- Dockerfile ----
-    df = read("deploy/Dockerfile") or ""
+    df = read("Dockerfile") or ""
     instr = [ln.strip() for ln in logical_lines(df)
              if ln.strip() and not ln.lstrip().startswith("#")]
     froms = [ln for ln in instr if ln.upper().startswith("FROM ")]
@@ -635,7 +934,7 @@ def main():
     R.check(not stops or stops[-1] in ("SIGTERM", "15"), "Dockerfile: stops with SIGTERM",
             str(stops))
     # The build context keeps what the COPY instructions take.
-    di = read("deploy/Dockerfile.dockerignore")
+    di = read(".dockerignore")
     if di is not None:
         rules = dockerignore_rules(di)
         for ln in instr:
@@ -657,9 +956,9 @@ def main():
                     if not os.path.exists(full):
                         missing = [src + " (no such path)"]
                 R.check(not missing, "Dockerfile: COPY %s finds its files in the context" % src,
-                        "left out by Dockerfile.dockerignore: %s" % missing[:5])
+                        "left out by .dockerignore: %s" % missing[:5])
         R.check(dockerignored(rules, "build/tttd") and dockerignored(rules, ".git/HEAD"),
-                "Dockerfile.dockerignore leaves out build/ and .git/")
+                ".dockerignore leaves out build/ and .git/")
 
     # ---- compose ----
     compose = read("deploy/docker-compose.yml") or ""
@@ -682,6 +981,18 @@ def main():
             container = item.split("/")[0].split(":")[-1]
             R.check(container.isdigit() and int(container) == svc_port,
                     "%s: tttd's port mapping %s reaches its port %d" % (rel, item, svc_port))
+        # The image it builds: context relative to the compose file, dockerfile to the context.
+        build = yaml_block(read(rel), ["services", "tttd", "build"])
+        context = yaml_scalar(build, "context") if build else yaml_scalar(svc, "build")
+        dockerfile = yaml_scalar(build, "dockerfile") if build else None
+        if context or dockerfile:
+            ctx = os.path.normpath(os.path.join(os.path.dirname(os.path.join(ROOT, rel)),
+                                                context or "."))
+            built = os.path.normpath(os.path.join(ctx, dockerfile or "Dockerfile"))
+            R.check(ctx == ROOT and built == os.path.join(ROOT, "Dockerfile"),
+                    "%s: builds the root Dockerfile with the repository as context" % rel,
+                    "context %s, dockerfile %s" % (os.path.relpath(ctx, ROOT),
+                                                   os.path.relpath(built, ROOT)))
         grace = yaml_scalar(svc, "stop_grace_period")
         if rel.endswith("docker-compose.yml"):
             g = duration_s(grace or "10s")
@@ -715,6 +1026,11 @@ def main():
         rel = "deploy/" + os.path.basename(item)
         rule_files.append(rel)
     R.check("deploy/alerts.yml" in rule_files, "prometheus.yml loads alerts.yml", str(rule_files))
+
+    # ---- Kubernetes ----
+    image_uid = users[-1].split(":")[0] if users else None
+    probe_paths = check_k8s(binary, port, drain, jobs,
+                            int(image_uid) if image_uid and image_uid.isdigit() else image_uid)
 
     # ---- nginx ----
     ngx = read("deploy/nginx.conf") or ""
@@ -788,9 +1104,10 @@ def main():
         return finish()
     try:
         R.check(True, "tttd serve starts with %s and becomes ready (port %d)" % (MODEL, srv.port))
-        for path in hc_paths:
+        for path in sorted(set(hc_paths + probe_paths)):
             st, _ = srv.request("GET", path)
-            R.check(st == 200, "the HEALTHCHECK's GET %s answers 200" % path, "status %d" % st)
+            R.check(st == 200, "GET %s (the HEALTHCHECK, the Kubernetes probes) answers 200"
+                    % path, "status %d" % st)
         if hs is not None and shutil.which("bash"):
             script = os.path.join(DEPLOY, "healthcheck.sh")
             env = dict(os.environ, TTTD_PORT=str(srv.port))

@@ -6,7 +6,8 @@
 //   node tests/web/test_page.mjs [TTTD_BIN] [OUT_DIR]        (from the repository root)
 //
 // Starts its own servers (tests/fixtures/tiny_model, random loopback ports). Writes a screenshot
-// to OUT_DIR (default /tmp). Exits 0 when every check passed, 1 otherwise.
+// to OUT_DIR (default /tmp). Ends with "N passed, N failed"; exits 0 when every check passed, 1
+// otherwise.
 import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,10 +20,12 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
+let passed = 0;
 let failures = 0;
 function check(ok, what) {
   console.log((ok ? "ok   " : "FAIL ") + what);
-  if (!ok) failures++;
+  if (ok) passed++;
+  else failures++;
 }
 
 // Starts `tttd serve` on port 0 and resolves with its base URL once it says where it listens.
@@ -167,7 +170,7 @@ async function main() {
     }
     rmSync(profile, { recursive: true, force: true });
   }
-  console.log(failures === 0 ? "web test: all checks passed" : "web test: " + failures + " failed");
+  console.log(passed + " passed, " + failures + " failed");
   process.exit(failures === 0 ? 0 : 1);
 }
 
