@@ -38,6 +38,7 @@ static int parse_model_index(eng_cfg *r, void *dst)
     const char *ver = eng_cfg_is_null(r, "_diffusers_version")
                           ? NULL
                           : eng_cfg_str(r, "_diffusers_version", ENG_CFG_OPT, NULL);
+    m->max_sequence_length = eng_cfg_int(r, "_tttd_max_sequence_length", ENG_CFG_OPT, 256, 0, 512);
     if (r->rc)
         return r->rc;
     m->class_name = dup_str(cls);

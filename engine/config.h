@@ -90,6 +90,10 @@ typedef struct eng_model_index {
     char *diffusers_version; /* NULL when absent */
     size_t num_components;
     eng_component *components; /* present components, in file order */
+    /* tttd's "_tttd_max_sequence_length" (diffusers ignores "_" keys): the T5 token count this
+     * pipeline was trained with, 0 to 512, 0 only without T5 (no zero rows at all); default 256
+     * (ENG_PROMPT_T5_LEN, diffusers' default). */
+    int max_sequence_length;
 } eng_model_index;
 
 int eng_model_index_load(const char *path, eng_model_index *out, eng_error *err);

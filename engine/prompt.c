@@ -234,10 +234,13 @@ int eng_prompt_ctx_len(const eng_prompt_encoder *e) { return e->clip_len + e->t5
 
 int eng_prompt_set_t5_len(eng_prompt_encoder *e, int t5_len, eng_error *err)
 {
-    if (!e || t5_len < 1 || t5_len > ENG_PROMPT_T5_MAX_LEN)
+    if (!e)
+        return eng_error_set(err, ENG_EINVAL, "max_sequence_length: NULL encoder");
+    if (t5_len < (e->t5 ? 1 : 0) || t5_len > ENG_PROMPT_T5_MAX_LEN)
         return eng_error_set(err, ENG_EINVAL,
-                             "max_sequence_length = %d is out of range [1, %d] (diffusers' limit)",
-                             t5_len, ENG_PROMPT_T5_MAX_LEN);
+                             "max_sequence_length = %d is out of range [%d, %d] (%s)", t5_len,
+                             e->t5 ? 1 : 0, ENG_PROMPT_T5_MAX_LEN,
+                             e->t5 ? "diffusers' limit; 0 only without T5" : "diffusers' limit");
     e->t5_len = t5_len;
     return 0;
 }
@@ -441,13 +444,18 @@ int eng_prompt_encode(eng_prompt_encoder *e, const char *const *prompts, int n, 
                 eng_tensor_view(ids, NULL, ENG_DTYPE_I32, 2, (const int64_t[]){n, T});
             rc = eng_t5_encode(e->t5, &t_ids, &t5, err);
         }
-    } else if (!rc) {
+    } else if (!rc && T > 0) {
         rc = zeros_init(&t5, e->be, e->dtype, 3, (const int64_t[]){n, T, D}, err);
     }
-    if (!rc)
-        rc = eng_tensor_init(ctx, e->be, e->dtype, 3, (const int64_t[]){n, L + T, D}, err);
-    if (!rc)
-        rc = eng_op_concat_tokens(ctx, &clip, &t5, err);
+    if (!rc && T == 0) {
+        *ctx = clip; /* no T5 rows: the context is the CLIP part alone */
+        clip = (eng_tensor){0};
+    } else {
+        if (!rc)
+            rc = eng_tensor_init(ctx, e->be, e->dtype, 3, (const int64_t[]){n, L + T, D}, err);
+        if (!rc)
+            rc = eng_op_concat_tokens(ctx, &clip, &t5, err);
+    }
     eng_tensor_free(&clip);
     eng_tensor_free(&t5);
     free(ids);

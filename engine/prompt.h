@@ -64,7 +64,8 @@ int eng_prompt_clip_len(const eng_prompt_encoder *e);
 int eng_prompt_t5_len(const eng_prompt_encoder *e);
 int eng_prompt_ctx_len(const eng_prompt_encoder *e);
 
-/* diffusers' max_sequence_length: T in [1, ENG_PROMPT_T5_MAX_LEN]; ENG_EINVAL otherwise. */
+/* diffusers' max_sequence_length: T in [1, ENG_PROMPT_T5_MAX_LEN], or 0 when the pipeline has no
+ * T5 (its zero rows left out: the context is the CLIP tokens alone); ENG_EINVAL otherwise. */
 int eng_prompt_set_t5_len(eng_prompt_encoder *e, int t5_len, eng_error *err);
 
 /*

@@ -877,6 +877,7 @@ Test(config, model_index_nulls_and_options)
                     " \"vae\": [\"diffusers\", \"AutoencoderKL\"]}";
     cr_assert_eq(eng_model_index_parse(j, strlen(j), "mi.json", &m, &err), 0, "%s", err.msg);
     cr_assert_null(m.diffusers_version);
+    cr_assert_eq(m.max_sequence_length, 256, "diffusers' default without tttd's key");
     cr_assert_eq(m.num_components, 1);
     cr_assert_str_eq(m.components[0].name, "vae");
     eng_model_index_free(&m);

@@ -210,7 +210,17 @@ static int in_list(const char *name, const char *list)
 
 /* Makes a folder in dir (PATH_MAX) where the components named in nulls are [null, null] in
  * model_index.json and those in unlinked have no folder. */
+/* scratch_folder with extra model_index.json members (a string like ",\n \"key\": 1"). */
+static void scratch_folder_ex(char *dir, const char *nulls, const char *unlinked,
+                              const char *extra);
+
 static void scratch_folder(char *dir, const char *nulls, const char *unlinked)
+{
+    scratch_folder_ex(dir, nulls, unlinked, "");
+}
+
+static void scratch_folder_ex(char *dir, const char *nulls, const char *unlinked,
+                              const char *extra)
 {
     char src[PATH_MAX], path[PATH_MAX + 64];
     cr_assert_not_null(realpath(PIPE_MODEL, src), "no %s", PIPE_MODEL);
@@ -233,7 +243,7 @@ static void scratch_folder(char *dir, const char *nulls, const char *unlinked)
             cr_assert_eq(symlink(from, path), 0);
         }
     }
-    fprintf(f, "\n}\n");
+    fprintf(f, "%s\n}\n", extra);
     fclose(f);
 }
 
@@ -664,6 +674,90 @@ Test(pipeline, missing_clip_l_keeps_clip_g_in_place)
 Test(pipeline, no_clip_at_all_gives_zero_clip_tokens_and_pooled)
 {
     check_zeros("text_encoder text_encoder_2", "", 0, 0, 0, 0, 0, 0);
+}
+
+/* tttd's "_tttd_max_sequence_length": 0 (a pipeline without T5, as the embedded model) leaves the
+ * zero rows out: the context is the CLIP tokens alone, equal to the full model's CLIP part. */
+Test(pipeline, max_sequence_length_0_without_t5_drops_the_zero_rows)
+{
+    eng_error err = {0};
+    char dir[PATH_MAX];
+    scratch_folder_ex(dir, "text_encoder_3 tokenizer_3", "", ",\n \"_tttd_max_sequence_length\": 0");
+    eng_pipeline *p = load(dir);
+    cr_assert_eq(eng_pipeline_text_tokens(p), 77);
+    eng_safetensors *st = open_golden(PIPE_GOLDEN "/encode.safetensors");
+    const char *prompts[2] = {meta(st, "prompt0"), meta(st, "prompt1")};
+    const int64_t D = eng_pipeline_transformer_config(p)->joint_attention_dim;
+    const int64_t Nt = 77 + 256;
+    eng_tensor ctx, pooled;
+    cr_assert_eq(eng_pipeline_encode_prompts(p, prompts, 2, &ctx, &pooled, &err), 0, "%s",
+                 err.msg);
+    cr_assert(ctx.ndim == 3 && ctx.shape[0] == 2 && ctx.shape[1] == 77 && ctx.shape[2] == D);
+    float *got = fetch(&ctx), *want = golden_f32(st, "ctx", 2 * Nt * D);
+    for (int b = 0; b < 2; b++) {
+        double e = rel_err(got + b * 77 * D, want + b * Nt * D, 77 * D);
+        cr_assert(e < 1e-4, "prompt %d: CLIP tokens differ from the full model's by %.3g", b, e);
+    }
+    free(got), free(want);
+    eng_tensor_free(&ctx);
+    eng_tensor_free(&pooled);
+    eng_safetensors_close(st);
+
+    /* A whole generation runs on the short context (CFG and not), every pixel written. */
+    const eng_transformer_config *tc = eng_pipeline_transformer_config(p);
+    const int cell = 8 * tc->patch_size;
+    eng_gen_item items[2] = {{.prompt = "a red circle", .guidance = 3.0f, .seed = 7},
+                             {.prompt = "b", .guidance = 1.0f, .seed = 8}};
+    const eng_gen_request req = {.items = items, .n = 2, .width = cell, .height = cell,
+                                 .steps = 2};
+    size_t nrgb = (size_t)2 * 3 * cell * cell;
+    uint8_t *rgb = malloc(nrgb);
+    cr_assert_not_null(rgb);
+    memset(rgb, 0xA5, nrgb);
+    cr_assert_eq(eng_pipeline_generate(p, &req, rgb, NULL, &err), 0, "%s", err.msg);
+    size_t same = 0;
+    for (size_t i = 0; i < nrgb; i++)
+        same += rgb[i] == 0xA5;
+    cr_assert(same < nrgb / 4, "%zu of %zu bytes still hold the poison", same, nrgb);
+    free(rgb);
+    eng_pipeline_free(p);
+    scratch_remove(dir);
+}
+
+Test(pipeline, max_sequence_length_is_checked)
+{
+    static const struct {
+        const char *nulls, *extra, *msg;
+        int code;
+    } cases[] = {
+        /* With T5, 0 rows is not diffusers' (its tokenizer needs max_length >= 1). */
+        {"", ",\n \"_tttd_max_sequence_length\": 0", "_tttd_max_sequence_length", ENG_EINVAL},
+        {"text_encoder_3 tokenizer_3", ",\n \"_tttd_max_sequence_length\": 513",
+         "_tttd_max_sequence_length", ENG_EFORMAT},
+        {"text_encoder_3 tokenizer_3", ",\n \"_tttd_max_sequence_length\": -1",
+         "_tttd_max_sequence_length", ENG_EFORMAT},
+        {"text_encoder_3 tokenizer_3", ",\n \"_tttd_max_sequence_length\": \"0\"",
+         "_tttd_max_sequence_length", ENG_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        eng_error err = {0};
+        char dir[PATH_MAX];
+        eng_pipeline *p = NULL;
+        scratch_folder_ex(dir, cases[i].nulls, "", cases[i].extra);
+        cr_assert_eq(eng_pipeline_load(&p, dir, be, ENG_DTYPE_F32, &err), cases[i].code,
+                     "case %zu: %s", i, err.msg);
+        cr_assert_null(p);
+        cr_assert(strstr(err.msg, cases[i].msg), "case %zu: \"%s\"", i, err.msg);
+        scratch_remove(dir);
+    }
+    /* A folder's value other than 256 is used: 16 rows of zeros. */
+    char dir[PATH_MAX];
+    scratch_folder_ex(dir, "text_encoder_3 tokenizer_3", "",
+                      ",\n \"_tttd_max_sequence_length\": 16");
+    eng_pipeline *p = load(dir);
+    cr_assert_eq(eng_pipeline_text_tokens(p), 77 + 16);
+    eng_pipeline_free(p);
+    scratch_remove(dir);
 }
 
 /* ---- bad folders ---- */

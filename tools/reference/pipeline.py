@@ -63,6 +63,9 @@ class Pipeline:
     def __init__(self, folder):
         self.folder = folder
         index = _read_json(os.path.join(folder, "model_index.json"))
+        # tttd's extension (diffusers ignores "_" keys): the T5 token count the pipeline was
+        # trained with; 0 (no T5 only) leaves the zero rows out.
+        self.t5_tokens = int(index.get("_tttd_max_sequence_length", T5_TOKENS))
 
         def present(name):
             v = index.get(name)
@@ -103,7 +106,7 @@ class Pipeline:
             if self.t5 is not None:
                 t5 = te.t5_encoder_forward(self.t5, self.t5_config, ids_t5)["last_hidden_state"]
             else:
-                t5 = torch.zeros(ids_t5.shape[0], T5_TOKENS, D)
+                t5 = torch.zeros(ids_t5.shape[0], self.t5_tokens, D)
             if t5.shape[-1] != D:
                 raise ValueError("T5 width %d != joint_attention_dim %d" % (t5.shape[-1], D))
             if clip.shape[-1] > D:

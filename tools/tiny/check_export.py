@@ -72,10 +72,10 @@ def main():
         clip = M.Clip(json.load(f), pipe.clip_l)
     prompts = [c for _, c in ds.heldout_prompts(max(args.images, 1))[:args.images]]
     ids = torch.tensor([tok.encode(p) for p in prompts])
-    t5_ids = torch.zeros(len(prompts), ref_pipeline.T5_TOKENS, dtype=torch.long)
+    t5_ids = torch.zeros(len(prompts), pipe.t5_tokens, dtype=torch.long)
     with torch.no_grad():
         want = pipe.encode_prompt(ids, ids, t5_ids)
-        ctx, pooled = M.encode_prompt(clip, ids, ref_pipeline.T5_TOKENS)
+        ctx, pooled = M.encode_prompt(clip, ids, pipe.t5_tokens)
     enc_ok = torch.equal(ctx, want["ctx"]) and torch.equal(pooled, want["pooled"])
     print("prompt encoding: models.encode_prompt %s the reference pipeline's (ctx %s)" %
           ("equals" if enc_ok else "DIFFERS FROM", tuple(ctx.shape)))

@@ -435,16 +435,20 @@ def _link_or_copy(src_rel, dst):
 
 
 def export_pipeline(out, transformer_cfg, transformer_sd, clip_cfg, clip_sd, vae_cfg, vae_sd,
-                    tokenizer, shift, share_from=None, dtype=torch.float16):
+                    tokenizer, shift, share_from=None, dtype=torch.float16, t5_len=256):
     """A diffusers StableDiffusion3Pipeline folder (the layout of tools/make_tiny_model.py):
     text_encoder/ (the CLIP), text_encoder_2/ and tokenizer_2/ (links to text_encoder/ and
     tokenizer/: the same CLIP serves as both), text_encoder_3/ and tokenizer_3/ null (zeros),
-    transformer/, vae/ (encoder and decoder), scheduler/. With share_from (the name of a sibling
+    transformer/, vae/ (encoder and decoder), scheduler/. t5_len other than diffusers' 256 goes to
+    model_index.json's "_tttd_max_sequence_length" (tttd reads it; diffusers ignores "_" keys:
+    pass max_sequence_length=t5_len to its pipeline). With share_from (the name of a sibling
     folder), every component but the transformer is a link into that folder instead."""
     os.makedirs(out, exist_ok=True)
     index = dict(MODEL_INDEX)
     index["text_encoder_3"] = [None, None]
     index["tokenizer_3"] = [None, None]
+    if t5_len != 256:
+        index["_tttd_max_sequence_length"] = t5_len
     write_json(os.path.join(out, "model_index.json"), index)
     tdir = os.path.join(out, "transformer")
     os.makedirs(tdir, exist_ok=True)
