@@ -24,6 +24,7 @@
 #include "engine/sampler.h"
 #include "engine/tensor.h"
 #include "server/image_encode.h"
+#include "server/models.h"
 
 #define MAX_IMAGES 64
 
@@ -40,7 +41,7 @@ typedef struct gen_opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tttd generate --model DIR --prompt TEXT -o OUT.png|OUT.jpg\n"
+            "usage: tttd generate [--model DIR] --prompt TEXT -o OUT.png|OUT.jpg\n"
             "                     [--negative-prompt TEXT] [--steps N] [--guidance G]\n"
             "                     [--seed S] [--width W --height H] [-n N] [--latents FILE]\n"
             "                     [--cpu | --cuda] [--dtype f32|bf16] [--quality Q]\n"
@@ -51,7 +52,10 @@ static void usage(FILE *f)
             "Progress goes to stderr; the files written and the time of each phase (model\n"
             "load, text encoding, denoising, VAE decoding, image encoding) to stdout.\n"
             "\n"
-            "  --model DIR            the pipeline folder (model_index.json, transformer/, ...)\n"
+            "  --model DIR            the pipeline folder (model_index.json, transformer/, ...);\n"
+            "                         default: the embedded model, models/default (see\n"
+            "                         `tttd serve --help`: $TTTD_MODELS_DIR, the working\n"
+            "                         directory, then beside the binary)\n"
             "  --prompt TEXT          what to draw (UTF-8)\n"
             "  --negative-prompt TEXT what to steer away from (default: empty, encoded as\n"
             "                         diffusers encodes it); used only when G > 1\n"
@@ -397,8 +401,9 @@ static int parse_args(int argc, char **argv, gen_opts *o, FILE *out, FILE *errou
             return 2;
         }
     }
-    const char *missing = !o->model    ? "--model"
-                          : !o->prompt ? "--prompt"
+    if (!o->model)
+        o->model = srv_models_default_dir();
+    const char *missing = !o->prompt ? "--prompt"
                           : !o->output ? "-o"
                                        : NULL;
     if (missing) {

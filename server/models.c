@@ -13,11 +13,49 @@
 #include "engine/config.h"
 #include "engine/error.h"
 
+/* dir/rel/model_index.json readable: the folder dir/rel in out (NULL dir: rel itself). */
+static int candidate(const char *dir, const char *rel, char *out, size_t outlen)
+{
+    char index[PATH_MAX];
+    int n = dir ? snprintf(out, outlen, "%s/%s", dir, rel) : snprintf(out, outlen, "%s", rel);
+    if (n < 0 || (size_t)n >= outlen)
+        return 0;
+    n = snprintf(index, sizeof index, "%s/model_index.json", out);
+    return n > 0 && (size_t)n < sizeof index && access(index, R_OK) == 0;
+}
+
 const char *srv_models_default_dir(void)
 {
-    if (access("models/default/model_index.json", R_OK) == 0)
-        return "models/default";
-    return "tests/fixtures/tiny_model";
+    static char found[PATH_MAX];
+    static const char *const rels[] = {"models/default", "tests/fixtures/tiny_model"};
+    char exe[PATH_MAX], dirs[3][PATH_MAX + 16];
+    int nd = 0;
+
+    /* Where to look, best first: $TTTD_MODELS_DIR/default; then, for each of the shipped model
+     * and the tiny test model, the working directory and the binary's source tree (the binary
+     * lives in BUILD/ beside models/; an install puts models/ in ../share/tttd). */
+    const char *env = getenv("TTTD_MODELS_DIR");
+    if (env && *env && candidate(env, "default", found, sizeof found))
+        return found;
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(dirs[nd++], sizeof dirs[0], "%s/..", exe);
+            snprintf(dirs[nd++], sizeof dirs[0], "%s/../..", exe);
+            snprintf(dirs[nd++], sizeof dirs[0], "%s/../share/tttd", exe);
+        }
+    }
+    for (size_t r = 0; r < sizeof rels / sizeof rels[0]; r++) {
+        if (candidate(NULL, rels[r], found, sizeof found))
+            return found;
+        for (int d = 0; d < nd; d++)
+            if (candidate(dirs[d], rels[r], found, sizeof found))
+                return found;
+    }
+    return "models/default"; /* nothing found: loading names this folder in its error */
 }
 
 static int model_read(srv_model *m, const char *name, const char *dir, char *err, size_t errlen)

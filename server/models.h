@@ -28,8 +28,11 @@ typedef struct srv_models {
 } srv_models;
 
 /*
- * The default model folder when no --model is given: models/default if it holds a
- * model_index.json, else tests/fixtures/tiny_model (random weights: it draws noise).
+ * The default model folder when no --model is given: $TTTD_MODELS_DIR/default, else the shipped
+ * models/default (the embedded model), else tests/fixtures/tiny_model (random weights: noise),
+ * each looked for in the working directory and then beside the binary (BUILD/.., BUILD/../..,
+ * BIN/../share/tttd); the first folder holding a model_index.json. Not thread-safe (a static
+ * buffer): call it at start-up.
  */
 const char *srv_models_default_dir(void);
 

@@ -56,7 +56,8 @@ static const opt_row rows[] = {
      "TCP port; 0 lets the kernel pick one (printed as \"listening on HOST:PORT\")", F(port)},
     {"model", T_LIST, NULL, 0, 0, 0, NULL, "TTTD_MODEL", "NAME=DIR",
      "a diffusers SD3 pipeline folder to serve under NAME (repeatable; a bare DIR is named "
-     "\"default\"); none: models/default if it exists, else tests/fixtures/tiny_model",
+     "\"default\"); none: the embedded model models/default ($TTTD_MODELS_DIR/default, "
+     "else in the working directory, else beside the binary), else tests/fixtures/tiny_model",
      F(model)},
     {"workers", T_INT, "1", 1, 64, 0, NULL, "TTTD_WORKERS", "N",
      "CPU worker threads when there is no GPU (each loads every model)", F(workers)},

@@ -8,6 +8,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <limits.h>
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -154,7 +156,6 @@ Test(cmd_generate, bad_usage_is_status_2)
         const char *msg;
     } cases[] = {
         {{"--frobnicate"}, "unknown option --frobnicate"},
-        {{"--prompt", "x", "-o", "a.png"}, "--model is required"},
         {{"--model", MODEL, "-o", "a.png"}, "--prompt is required"},
         {{"--model", MODEL, "--prompt", "x"}, "-o is required"},
         {{"--model", MODEL, "--prompt", "x", "-o", "a.gif"}, "must end in .png, .jpg or .jpeg"},
@@ -189,6 +190,24 @@ Test(cmd_generate, missing_model_is_status_1)
     cr_assert(strstr(r.err, "/nonexistent/tttd-model"), "%s", r.err);
     cr_assert_eq(access(tmp("a.png"), F_OK), -1, "a file was written");
     done(&r);
+}
+
+/* No --model: the embedded model, found through $TTTD_MODELS_DIR first (here the tiny test model
+ * under that name: its default size, 64 x 64, tells it from the shipped 128 x 128 one). */
+Test(cmd_generate, default_model_from_tttd_models_dir)
+{
+    char src[PATH_MAX], link[PATH_MAX];
+    cr_assert_not_null(realpath(MODEL, src));
+    snprintf(link, sizeof link, "%s/default", tmpdir);
+    cr_assert_eq(symlink(src, link), 0);
+    cr_assert_eq(setenv("TTTD_MODELS_DIR", tmpdir, 1), 0);
+    run_result r = run("--prompt", "x", "-o", tmp("a.png"), "--seed", "1", "--steps", "1", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    done(&r);
+    int w, h;
+    uint8_t *img = png_pixels(tmp("a.png"), &w, &h);
+    cr_assert(w == 64 && h == 64, "%d x %d: not the model of $TTTD_MODELS_DIR", w, h);
+    free(img);
 }
 
 Test(cmd_generate, bad_size_is_status_2)
