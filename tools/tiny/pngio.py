@@ -127,3 +127,16 @@ def decode_png(blob):
 def read_png(path):
     with open(path, "rb") as f:
         return decode_png(f.read())
+
+
+def write_sheet(path, imgs, size, cols=8):
+    """A contact sheet: RGB pictures of size x size (bytes), cols a row, as one PNG."""
+    rows = (len(imgs) + cols - 1) // cols
+    W, H = cols * size, rows * size
+    buf = bytearray(W * H * 3)
+    for k, rgb in enumerate(imgs):
+        ox, oy = (k % cols) * size, (k // cols) * size
+        for y in range(size):
+            o = ((oy + y) * W + ox) * 3
+            buf[o:o + size * 3] = rgb[y * size * 3:(y + 1) * size * 3]
+    write_png(path, W, H, bytes(buf))

@@ -380,8 +380,36 @@ def _vae_weights(x):
     return 1.0 + fg + 3.0 * edge
 
 
+def vae_from_folder(run, vcfg):
+    """--vae-from DIR: the VAE of an exported folder (its F16 weights widened) instead of training
+    one; its latent factors are kept for the latents stage. The tokenizer this run made must be
+    the folder's (the BPE is a function of the seed), or the latents' captions would not match."""
+    src = run.args.vae_from
+    for name in ("vocab.json", "merges.txt"):
+        with open(os.path.join(src, "tokenizer", name)) as a, \
+                open(os.path.join(run.path("tokenizer"), name)) as b:
+            if a.read() != b.read():
+                raise SystemExit("train.py: --vae-from %s: its tokenizer/%s differs from this "
+                                 "run's" % (src, name))
+    with open(os.path.join(src, "vae", "config.json")) as f:
+        cfg = json.load(f)
+    w = {k: v.float() for k, v in
+         st_io.load(os.path.join(src, "vae", "diffusion_pytorch_model.safetensors")).items()}
+    vae = M.VAE(vcfg, w).to(run.device)
+    torch.save({"model": vae.state_dict(), "step": 0, "spent": 60.0 * run.p["minutes_vae"]},
+               run.path("vae.pt"))
+    M.write_json(run.path("latents_stats.json"),
+                 {"shift": cfg["shift_factor"], "scale": cfg["scaling_factor"]})
+    run.mark("vae")
+    run.log("vae: taken from %s (shift_factor %.4f, scaling_factor %.4f)", src,
+            cfg["shift_factor"], cfg["scaling_factor"])
+
+
 def stage_vae(run):
     tok = load_tokenizer(run)
+    if run.args.vae_from:
+        vae_from_folder(run, configs(run, tok)[2])
+        return
     pool = _load(run.path("pool.pt"), "cpu")
     objects, backgrounds = pool["objects"].to(run.device), pool["backgrounds"].to(run.device)
     _, _, vcfg = configs(run, tok)
@@ -568,9 +596,20 @@ def train_loop(run, name, dit, clip, params, ema_modules, minutes, warmup, spent
     return step, budget.now_spent(), budget.finished(step)
 
 
+def _folder_weights(folder, component):
+    d = os.path.join(folder, component)
+    name = [f for f in os.listdir(d) if f.endswith(".safetensors")][0]
+    return {k: v.float() for k, v in st_io.load(os.path.join(d, name)).items()}
+
+
 def stage_dit(run):
     tok = load_tokenizer(run)
     clip, dit = build_models(run, tok)
+    if run.args.dit_from and not os.path.exists(run.path("dit.pt")):
+        # Continue from an exported softmax folder (its F16 weights widened): a fresh schedule.
+        clip = M.Clip(clip.cfg, _folder_weights(run.args.dit_from, "text_encoder")).to(run.device)
+        dit = M.MMDiT(dit.cfg, _folder_weights(run.args.dit_from, "transformer")).to(run.device)
+        run.log("dit: starting from %s's transformer and text encoder", run.args.dit_from)
     params = list(dit.parameters()) + list(clip.parameters())
     opt = _adamw(run, params, run.p["lr"])
     emas = [EMA(dit, 0.999), EMA(clip, 0.999)]
@@ -658,7 +697,8 @@ def load_ttt(run):
 
 def _export(run, out, tok, clip, dit, vcfg, vae, share_from=None):
     M.export_pipeline(out, dit.cfg, dit.export(torch.float32), clip.cfg, clip.export(torch.float32),
-                      vcfg, vae.export(torch.float32), tok, run.p["shift"], share_from)
+                      vcfg, vae.export(torch.float32), tok, run.p["shift"], share_from,
+                      t5_len=run.p["t5_len"])
 
 
 def stage_export(run):
@@ -768,22 +808,9 @@ def stage_eval(run):
                 for i, (p, im) in enumerate(zip(prompts, imgs)):
                     pngio.write_png(os.path.join(folder, "%05d.png" % i), ds.SIZE, ds.SIZE, im)
                     f.write(json.dumps({"image": "%05d.png" % i, "caption": p}) + "\n")
-            _sheet(os.path.join(sheet_dir, name + ".png"), imgs[:48])
+            pngio.write_sheet(os.path.join(sheet_dir, name + ".png"), imgs[:48], ds.SIZE)
     M.write_json(os.path.join(run.out, "eval.json"), report)
     run.mark("eval")
-
-
-def _sheet(path, imgs, cols=8):
-    S = ds.SIZE
-    rows = (len(imgs) + cols - 1) // cols
-    W, H = cols * S, rows * S
-    buf = bytearray(W * H * 3)
-    for k, rgb in enumerate(imgs):
-        ox, oy = (k % cols) * S, (k // cols) * S
-        for y in range(S):
-            o = ((oy + y) * W + ox) * 3
-            buf[o:o + S * 3] = rgb[y * S * 3:(y + 1) * S * 3]
-    pngio.write_png(path, W, H, bytes(buf))
 
 
 # ---- main ----
@@ -919,6 +946,12 @@ def main(argv=None):
                          "DIR/state.tar.* to continue on another machine")
     ap.add_argument("--unpack", metavar="DIR",
                     help="before the run, restore a state written by --pack into a fresh --out")
+    ap.add_argument("--vae-from", metavar="DIR",
+                    help="take the VAE (and its latent factors) of an exported folder made with "
+                         "the same sizes and seed instead of training one")
+    ap.add_argument("--dit-from", metavar="DIR",
+                    help="start the softmax stage from an exported softmax folder of the same "
+                         "sizes (its transformer and text encoder) instead of from scratch")
     ap.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tttd", help="the tttd binary, to cross-check linearize")
