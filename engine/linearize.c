@@ -1,6 +1,7 @@
 /*
  * linearize.c - `tttd linearize`: softmax SD3 checkpoint -> TTT checkpoint (see linearize.h for
- * the output layout, the initialisation and the random stream layout).
+ * the output layout, the initialisation and the random stream layout; the initialisation and the
+ * map are in linearize_init.c).
  *
  * Everything that can be checked is checked before the first byte is written: the folder
  * layout, the config and the map, the anchors of every TTT module and the output folder. Then
@@ -12,441 +13,24 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "kernels/cpu/k_cpu.h"
 
-#define STREAM_SHIFT 40  /* each tensor owns 2^40 normals of the stream */
-#define TRUNC_ROUNDS 16  /* redraw rounds of the truncated normal before clamping */
 #define META_PREFIX "tttd.linearize."
 
-/* ---- initialisation ---- */
-
-static const char *const param_suffix[ENG_TTT_NUM_PARAMS] = {
-    "w1", "w2", "q_conv.weight", "q_conv.bias", "k_conv.weight", "k_conv.bias",
-};
-
-const char *eng_ttt_param_suffix(eng_ttt_param p)
-{
-    return (unsigned)p < ENG_TTT_NUM_PARAMS ? param_suffix[p] : "?";
-}
-
-int eng_ttt_param_shape(const eng_transformer_config *cfg, eng_ttt_param p,
-                        int64_t shape[ENG_MAX_DIMS])
-{
-    int64_t h = cfg->num_attention_heads, d = cfg->attention_head_dim, c = cfg->inner_dim;
-    switch (p) {
-    case ENG_TTT_W1:
-    case ENG_TTT_W2:
-        shape[0] = h, shape[1] = d, shape[2] = d;
-        return 3;
-    case ENG_TTT_Q_CONV_WEIGHT:
-    case ENG_TTT_K_CONV_WEIGHT:
-        shape[0] = c, shape[1] = 1, shape[2] = 3, shape[3] = 3;
-        return 4;
-    default:
-        shape[0] = c;
-        return 1;
-    }
-}
-
-static int64_t shape_numel(int ndim, const int64_t *shape)
-{
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= shape[i];
-    return n;
-}
-
-uint64_t eng_linearize_stream_offset(int block, int attn2, eng_ttt_param p)
-{
-    return (((uint64_t)(2 * block + (attn2 ? 1 : 0)) * 8) + (uint64_t)p) << STREAM_SHIFT;
-}
-
-void eng_linearize_trunc_normal(uint64_t seed, uint64_t offset, float *out, int64_t n, double mean,
-                                double std, double a, double b)
-{
-    eng_rng_normal(seed, offset, out, n);
-    for (int64_t i = 0; i < n; i++) {
-        double x = mean + std * (double)out[i];
-        /* Rejection: round r redraws from offset + r * n + i, a place no other element uses. */
-        for (uint64_t r = 1; (x < a || x > b) && r <= TRUNC_ROUNDS; r++) {
-            float z;
-            eng_rng_normal(seed, offset + r * (uint64_t)n + (uint64_t)i, &z, 1);
-            x = mean + std * (double)z;
-        }
-        x = x < a ? a : x > b ? b : x;
-        out[i] = (float)x;
-    }
-}
-
-void eng_linearize_uniform(uint64_t seed, uint64_t offset, float *out, int64_t n, double lo,
-                           double hi)
-{
-    eng_rng_normal(seed, offset, out, n);
-    for (int64_t i = 0; i < n; i++) {
-        double u = 0.5 * erfc(-(double)out[i] / sqrt(2.0)); /* the normal CDF: uniform on (0, 1) */
-        out[i] = (float)(lo + (hi - lo) * u);
-    }
-}
-
-int eng_linearize_init_param(const eng_transformer_config *cfg, uint64_t seed, int block,
-                             int attn2, eng_ttt_param p, float *out, int64_t n, eng_error *err)
-{
-    int64_t shape[ENG_MAX_DIMS];
-    if ((unsigned)p >= ENG_TTT_NUM_PARAMS || block < 0 || block >= ENG_CONFIG_MAX_LAYERS)
-        return eng_error_set(err, ENG_EINVAL, "linearize: bad TTT parameter %d of block %d", (int)p,
-                             block);
-    int ndim = eng_ttt_param_shape(cfg, p, shape);
-    if (shape_numel(ndim, shape) != n)
-        return eng_error_set(err, ENG_EINVAL, "linearize: %s wants %lld values, not %lld",
-                             param_suffix[p], (long long)shape_numel(ndim, shape), (long long)n);
-    uint64_t off = eng_linearize_stream_offset(block, attn2, p);
-    if (p == ENG_TTT_W1 || p == ENG_TTT_W2) {
-        /* timm trunc_normal_(std=.02) with its default, absolute, bounds a=-2, b=2. */
-        eng_linearize_trunc_normal(seed, off, out, n, 0.0, 0.02, -2.0, 2.0);
-    } else {
-        /* nn.Conv2d's reset_parameters: weight kaiming_uniform_(a=sqrt 5) and bias both give
-         * U(-1/sqrt(fan_in), 1/sqrt(fan_in)); a depthwise 3x3 kernel has fan_in 1 * 3 * 3. */
-        double bound = 1.0 / sqrt(9.0);
-        eng_linearize_uniform(seed, off, out, n, -bound, bound);
-    }
-    return 0;
-}
-
-/* ---- the map ---- */
-
-int eng_linearize_module_name(const eng_transformer_config *cfg, int i, char *buf, size_t len,
-                              int *block, int *attn2)
-{
-    int k = 0;
-    for (int b = 0; b < cfg->num_layers; b++)
-        for (int a = 0; a < 2; a++) {
-            if (!(a ? cfg->ttt_attn2[b] : cfg->ttt_attn[b]) || k++ != i)
-                continue;
-            if (block)
-                *block = b;
-            if (attn2)
-                *attn2 = a;
-            snprintf(buf, len, "transformer_blocks.%d.%s", b, a ? "attn2" : "attn");
-            return 0;
-        }
-    return ENG_ENOTFOUND;
-}
-
-/* The "ttt" object for a map: a preset, or the comma-separated list as "modules". */
-static int map_to_json(const char *map, json_t **out, eng_error *err)
-{
-    *out = NULL;
-    if (!map || !*map)
-        return eng_error_set(err, ENG_EINVAL, "TTT map is empty (sd35-t5, all, or module names)");
-    if (strcmp(map, "sd35-t5") == 0 || strcmp(map, "all") == 0) {
-        *out = json_pack("{s:s}", "preset", map);
-        return *out ? 0 : eng_error_set(err, ENG_ENOMEM, "TTT map: out of memory");
-    }
-    if (strcmp(map, "none") == 0)
-        return eng_error_set(err, ENG_EINVAL, "TTT map \"none\" selects no module");
-    json_t *mods = json_array();
-    if (!mods)
-        return eng_error_set(err, ENG_ENOMEM, "TTT map: out of memory");
-    for (const char *s = map;;) {
-        const char *e = strchr(s, ',');
-        size_t n = e ? (size_t)(e - s) : strlen(s);
-        while (n && (*s == ' ' || *s == '\t'))
-            s++, n--;
-        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-            n--;
-        if (n == 0) {
-            json_decref(mods);
-            return eng_error_set(err, ENG_EINVAL, "TTT map \"%s\": empty module name", map);
-        }
-        json_array_append_new(mods, json_stringn(s, n));
-        if (!e)
-            break;
-        s = e + 1;
-    }
-    *out = json_pack("{s:o}", "modules", mods);
-    return *out ? 0 : eng_error_set(err, ENG_ENOMEM, "TTT map: out of memory");
-}
-
-int eng_linearize_resolve_map(const char *config_text, size_t len, const char *label,
-                              const char *map, char **out_text, eng_transformer_config *out_cfg,
-                              eng_error *err)
-{
-    eng_transformer_config in_cfg;
-    json_error_t je;
-    json_t *root = NULL, *ttt = NULL;
-    char *text = NULL;
-    int rc;
-
-    *out_text = NULL;
-    /* The input must be a valid softmax config on its own. */
-    rc = eng_config_parse_transformer(config_text, len, label, &in_cfg, err);
-    if (rc)
-        return rc;
-    if (in_cfg.num_ttt_modules > 0)
-        return eng_error_set(err, ENG_EINVAL,
-                             "%s: already has a TTT map (preset \"%s\", %d modules); linearize "
-                             "takes a softmax model",
-                             label, eng_ttt_preset_name(in_cfg.ttt_preset), in_cfg.num_ttt_modules);
-    rc = map_to_json(map, &ttt, err);
-    if (rc)
-        return rc;
-    root = json_loadb(config_text, len, 0, &je);
-    if (!root) { /* parsed above, so only memory can fail here */
-        json_decref(ttt);
-        return eng_error_set(err, ENG_EFORMAT, "%s: %s", label, je.text);
-    }
-    json_object_set_new(root, "ttt", ttt); /* replaces a null in place, else appends */
-    char *dump = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    size_t n = dump ? strlen(dump) : 0;
-    text = dump ? malloc(n + 2) : NULL;
-    if (!text) {
-        free(dump);
-        return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", label);
-    }
-    memcpy(text, dump, n);
-    text[n] = '\n';
-    text[n + 1] = '\0';
-    free(dump);
-    /* config.c is the one judge of a map: it names a bad module exactly as it would on load. */
-    rc = eng_config_parse_transformer(text, n + 1, "TTT map", out_cfg, err);
-    if (rc == 0 && out_cfg->num_ttt_modules == 0)
-        rc = eng_error_set(err, ENG_EINVAL, "TTT map \"%s\" selects no module of %s", map, label);
-    if (rc) {
-        free(text);
-        return rc;
-    }
-    *out_text = text;
-    return 0;
-}
-
-/* ---- files and folders ---- */
-
-
-
-
+/* ---- files and folders (the helpers are in fsutil) ---- */
 
 static int is_weight_file(const char *name)
 {
     return eng_str_ends_with(name, ".safetensors") || eng_str_ends_with(name, ".safetensors.index.json");
-}
-
-/* 1 when the folder has no entry besides . and .. */
-static int dir_is_empty(const char *p)
-{
-    DIR *d = opendir(p);
-    struct dirent *e;
-    int empty = 1;
-    if (!d)
-        return 0;
-    while (empty && (e = readdir(d)) != NULL)
-        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-    closedir(d);
-    return empty;
-}
-
-static int mkdir_p(const char *path, eng_error *err)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return eng_error_set(err, ENG_EINVAL, "%s: path too long", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return eng_error_set(err, ENG_EIO, "%s: cannot create folder: %s", buf,
-                                 strerror(errno));
-        if (!eng_is_dir(buf))
-            return eng_error_set(err, ENG_EIO, "%s: exists and is not a folder", buf);
-        *p = c;
-        if (c == '\0' || p[1] == '\0')
-            return 0;
-    }
-}
-
-/* The absolute, link-free form of path, which need not exist yet (its missing tail is kept). */
-static int resolve_path(const char *path, char *out)
-{
-    char parent[PATH_MAX], tmp[PATH_MAX];
-    if (realpath(path, out))
-        return 0;
-    if (snprintf(parent, sizeof parent, "%s", path) >= (int)sizeof parent)
-        return -1;
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/')
-        parent[--n] = '\0';
-    char *slash = strrchr(parent, '/');
-    const char *leaf = slash ? slash + 1 : parent;
-    if (!slash)
-        snprintf(tmp, sizeof tmp, ".");
-    else
-        snprintf(tmp, sizeof tmp, "%.*s", slash == parent ? 1 : (int)(slash - parent), parent);
-    char base[PATH_MAX];
-    if (resolve_path(tmp, base) != 0)
-        return -1;
-    return snprintf(out, PATH_MAX, "%s/%s", strcmp(base, "/") ? base : "", leaf) >= PATH_MAX ? -1
-                                                                                            : 0;
-}
-
-/* 1 when a is b or inside it (both absolute and resolved). */
-static int path_within(const char *a, const char *b)
-{
-    size_t n = strlen(b);
-    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/' || strcmp(b, "/") == 0);
-}
-
-static int read_text(const char *path, char **out, size_t *len, eng_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    *out = NULL;
-    if (!f)
-        return eng_error_set(err, errno == ENOENT ? ENG_ENOTFOUND : ENG_EIO, "%s: %s", path,
-                             strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf)
-        return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", path);
-    if (bad) {
-        free(buf);
-        return eng_error_set(err, ENG_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-/* Writes to path.tmp, then renames it over path. */
-static int write_text(const char *path, const char *text, size_t len, eng_error *err)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return eng_error_set(err, ENG_EINVAL, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return eng_error_set(err, ENG_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int bad = fwrite(text, 1, len, f) != len;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return eng_error_set(err, ENG_EIO, "%s: write failed", path);
-    }
-    return 0;
-}
-
-static int copy_file(const char *src, const char *dst, eng_error *err)
-{
-    enum { BUF = 1 << 20 };
-    int in = open(src, O_RDONLY), out = -1, rc = 0;
-    if (in < 0)
-        return eng_error_set(err, ENG_EIO, "%s: cannot open: %s", src, strerror(errno));
-    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    char *buf = out >= 0 ? malloc(BUF) : NULL;
-    if (!buf) {
-        rc = out < 0 ? eng_error_set(err, ENG_EIO, "%s: cannot create: %s", dst, strerror(errno))
-                     : eng_error_set(err, ENG_ENOMEM, "%s: out of memory", dst);
-        close(in);
-        if (out >= 0)
-            close(out);
-        return rc;
-    }
-    for (;;) {
-        ssize_t n = read(in, buf, BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = eng_error_set(err, ENG_EIO, "%s: read error: %s", src, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t o = 0; o < n && rc == 0;) {
-            ssize_t w = write(out, buf + o, (size_t)(n - o));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                rc = eng_error_set(err, ENG_EIO, "%s: write error: %s", dst, strerror(errno));
-            else
-                o += w;
-        }
-        if (rc)
-            break;
-    }
-    free(buf);
-    close(in);
-    if (close(out) != 0 && rc == 0)
-        rc = eng_error_set(err, ENG_EIO, "%s: write error: %s", dst, strerror(errno));
-    return rc;
-}
-
-typedef int (*skip_fn)(const char *name, int is_folder);
-
-/*
- * Copies the folder src into dst (which exists), following links; skip (may be NULL) is asked
- * about src's own entries only. ".git" folders are never copied: a cloned model repository
- * keeps its LFS objects there, a second copy of every weight.
- */
-static int copy_tree(const char *src, const char *dst, skip_fn skip, uint64_t *count,
-                     eng_error *err)
-{
-    char s[PATH_MAX], d[PATH_MAX];
-    struct dirent *e;
-    int rc = 0;
-    DIR *dir = opendir(src);
-    if (!dir)
-        return eng_error_set(err, ENG_EIO, "%s: cannot open folder: %s", src, strerror(errno));
-    while (rc == 0 && (e = readdir(dir)) != NULL) {
-        struct stat sb;
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        if ((rc = eng_path_join(s, sizeof s, src, e->d_name, err)) != 0 ||
-            (rc = eng_path_join(d, sizeof d, dst, e->d_name, err)) != 0)
-            break;
-        if (stat(s, &sb) != 0) {
-            rc = eng_error_set(err, ENG_EIO, "%s: %s", s, strerror(errno));
-            break;
-        }
-        int folder = S_ISDIR(sb.st_mode);
-        if ((skip && skip(e->d_name, folder)) || (folder && strcmp(e->d_name, ".git") == 0))
-            continue;
-        if (folder) {
-            if (mkdir(d, 0755) != 0 && errno != EEXIST)
-                rc = eng_error_set(err, ENG_EIO, "%s: cannot create folder: %s", d,
-                                   strerror(errno));
-            else
-                rc = copy_tree(s, d, NULL, count, err);
-        } else if (S_ISREG(sb.st_mode)) {
-            rc = copy_file(s, d, err);
-            *count += rc == 0;
-        }
-    }
-    closedir(dir);
-    return rc;
 }
 
 static int skip_transformer(const char *name, int is_folder)
@@ -479,6 +63,14 @@ static int remove_stale_weights(const char *dir, eng_error *err)
 }
 
 /* ---- the weights ---- */
+
+static int64_t numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    return n;
+}
 
 typedef struct lin_module {
     char name[64]; /* "transformer_blocks.3.attn2" */
@@ -571,8 +163,8 @@ static int add_module(lin_job *j, const lin_module *m, eng_st_writer *w, eng_err
     for (int p = 0; p < ENG_TTT_NUM_PARAMS && rc == 0; p++) {
         char name[128];
         int ndim = eng_ttt_param_shape(&j->cfg, (eng_ttt_param)p, shape);
-        int64_t n = shape_numel(ndim, shape);
-        snprintf(name, sizeof name, "%s.%s", m->name, param_suffix[p]);
+        int64_t n = numel(ndim, shape);
+        snprintf(name, sizeof name, "%s.%s", m->name, eng_ttt_param_suffix(p));
         rc = eng_linearize_init_param(&j->cfg, j->opts->seed, m->block, m->attn2,
                                       (eng_ttt_param)p, vals, n, err);
         if (rc == 0)
@@ -609,7 +201,7 @@ static int write_weight_file(lin_job *j, const char *file, eng_error *err)
     if (rc == 0 && strchr(rel, '/')) { /* a shard in a subfolder of the index's folder */
         char sub[PATH_MAX];
         snprintf(sub, sizeof sub, "%.*s", (int)(strrchr(out, '/') - out), out);
-        rc = mkdir_p(sub, err);
+        rc = eng_mkdir_p(sub, err);
     }
     if (rc == 0)
         rc = eng_st_writer_init(&w, err);
@@ -671,7 +263,7 @@ static int check_modules(lin_job *j, eng_error *err)
             return eng_error_set(err, ENG_EUNSUPPORTED, "%s: tensor \"%s\" is I32, not a float",
                                  m->anchor->file, name);
         for (int p = 0; p < ENG_TTT_NUM_PARAMS; p++) {
-            snprintf(name, sizeof name, "%s.%s", m->name, param_suffix[p]);
+            snprintf(name, sizeof name, "%s.%s", m->name, eng_ttt_param_suffix(p));
             if (eng_safetensors_find(j->st, name))
                 return eng_error_set(err, ENG_EINVAL,
                                      "%s: already holds \"%s\"; is it a TTT checkpoint already?",
@@ -762,14 +354,14 @@ static int check_out_dir(const char *in_dir, const char *out_dir, int force, eng
     if (stat(out_dir, &sb) == 0) {
         if (!S_ISDIR(sb.st_mode))
             return eng_error_set(err, ENG_EINVAL, "%s: exists and is not a folder", out_dir);
-        if (!force && !dir_is_empty(out_dir))
+        if (!force && !eng_dir_is_empty(out_dir))
             return eng_error_set(err, ENG_EINVAL,
                                  "%s: exists and is not empty (--force writes into it)",
                                  out_dir);
     }
-    if (resolve_path(in_dir, rin) != 0 || resolve_path(out_dir, rout) != 0)
+    if (eng_resolve_path(in_dir, rin) != 0 || eng_resolve_path(out_dir, rout) != 0)
         return eng_error_set(err, ENG_EINVAL, "%s: cannot resolve the path", out_dir);
-    if (path_within(rout, rin) || path_within(rin, rout))
+    if (eng_path_within(rout, rin) || eng_path_within(rin, rout))
         return eng_error_set(err, ENG_EINVAL, "%s: overlaps the input folder %s", out_dir, in_dir);
     return 0;
 }
@@ -785,7 +377,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
     /* Checks, before anything is written. */
     if ((rc = find_transformer(in_dir, j, err)) != 0 ||
         (rc = eng_path_join(cfg_in, sizeof cfg_in, j->tr_in, "config.json", err)) != 0 ||
-        (rc = read_text(cfg_in, &text, &len, err)) != 0)
+        (rc = eng_read_file(cfg_in, &text, &len, err)) != 0)
         return rc;
     rc = eng_linearize_resolve_map(text, len, cfg_in, o->map, &new_text, &j->cfg, err);
     free(text);
@@ -801,14 +393,14 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
         rc = eng_path_join(j->tr_out, sizeof j->tr_out, out_dir, "transformer", err);
     else
         snprintf(j->tr_out, sizeof j->tr_out, "%s", out_dir);
-    if (rc || (rc = mkdir_p(j->tr_out, err)) != 0)
+    if (rc || (rc = eng_mkdir_p(j->tr_out, err)) != 0)
         goto out;
     if (o->force && (rc = remove_stale_weights(j->tr_out, err)) != 0)
         goto out;
     if (j->rep->is_pipeline &&
-        (rc = copy_tree(in_dir, out_dir, skip_transformer, &other, err)) != 0)
+        (rc = eng_copy_tree(in_dir, out_dir, skip_transformer, &other, err)) != 0)
         goto out;
-    if ((rc = copy_tree(j->tr_in, j->tr_out, skip_written, &other, err)) != 0)
+    if ((rc = eng_copy_tree(j->tr_in, j->tr_out, skip_written, &other, err)) != 0)
         goto out;
 
     /* The weights, one input file at a time, in the order the reader lists them. */
@@ -826,7 +418,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
         char *dump = json_dumps(j->index, JSON_INDENT(2) | JSON_SORT_KEYS);
         rc = eng_path_join(p, sizeof p, j->tr_out, slash ? slash + 1 : j->index_in, err);
         if (rc == 0)
-            rc = dump ? write_text(p, dump, strlen(dump), err)
+            rc = dump ? eng_write_file(p, dump, strlen(dump), err)
                       : eng_error_set(err, ENG_ENOMEM, "%s: out of memory", p);
         free(dump);
         if (rc)
@@ -834,7 +426,7 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
     }
     /* The config last: a folder whose config has the map is complete. */
     if ((rc = eng_path_join(cfg_out, sizeof cfg_out, j->tr_out, "config.json", err)) != 0 ||
-        (rc = write_text(cfg_out, new_text, strlen(new_text), err)) != 0)
+        (rc = eng_write_file(cfg_out, new_text, strlen(new_text), err)) != 0)
         goto out;
     j->rep->other_files = other;
     j->rep->cfg = j->cfg;
