@@ -45,6 +45,9 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="the pipeline folder")
     ap.add_argument("--out", required=True, help="folder for the pictures and report.json")
     ap.add_argument("--prompts", type=int, default=240, help="how many held-out prompts")
+    ap.add_argument("--split", choices=["heldout", "train"], default="heldout",
+                    help="held-out prompts (the measure), or 240 training-split prompts (seeded "
+                         "4242) to tell under-fitting from failing to generalise")
     ap.add_argument("--every", type=int, default=1,
                     help="take every N-th of the 240 held-out prompts (a spread of kinds)")
     ap.add_argument("--seeds", type=int, default=1, help="pictures per prompt")
@@ -59,7 +62,11 @@ def main(argv=None):
     if args.prompts < 1 or args.every < 1 or args.seeds < 1:
         ap.error("--prompts, --every and --seeds must be >= 1")
 
-    everything = ds.heldout_prompts(240)
+    if args.split == "heldout":
+        everything = ds.heldout_prompts(240)
+    else:
+        rng = ds.Rng(4242)
+        everything = [ds.sample(rng, "train") for _ in range(240)]
     chosen = list(range(len(everything)))[::args.every][:args.prompts]
     os.makedirs(args.out, exist_ok=True)
     results, times = [], []
@@ -85,7 +92,8 @@ def main(argv=None):
         pngio.write_sheet(os.path.join(args.out, "sheet.png"), imgs, w, min(8, len(imgs)))
     rep = ev.summarize(results)
     times.sort()
-    rep["options"] = {"model": args.model, "prompts": len(chosen), "every": args.every,
+    rep["options"] = {"model": args.model, "split": args.split, "prompts": len(chosen),
+                      "every": args.every,
                       "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
                       "seed_rule": "1000 * k + i"}
     rep["timing_ms"] = {"median_total": times[len(times) // 2] if times else None,
