@@ -151,6 +151,9 @@ def main(argv=None):
     ap.add_argument("--dit-from", metavar="DIR",
                     help="start the softmax stage from an exported softmax folder of the same "
                          "sizes (its transformer and text encoder) instead of from scratch")
+    ap.add_argument("--probe", metavar="B1,B2,...",
+                    help="time the dit training step at these batch sizes (this run's sizes, "
+                         "random data) and stop: no state is written")
     ap.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tttd", help="the tttd binary, to cross-check linearize")
@@ -178,6 +181,9 @@ def main(argv=None):
     run.log("sizes: %s", json.dumps(run.p, sort_keys=True))
     if args.init_only:
         init_only(run)
+        return 0
+    if args.probe:
+        train_stages.probe(run, [int(b) for b in args.probe.split(",")])
         return 0
     if args.unpack:
         unpack(run, args.unpack)

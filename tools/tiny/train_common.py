@@ -69,7 +69,8 @@ class Run:
         self.log = Log(os.path.join(self.out, "train.log"))
         # A resumed run keeps the sizes of the run that started the state.
         sizes = os.path.join(self.state, "sizes.json")
-        if os.path.exists(sizes) and not args.init_only:
+        scratch = args.init_only or getattr(args, "probe", None)  # writes no state
+        if os.path.exists(sizes) and not scratch:
             with open(sizes) as f:
                 stored = json.load(f)
             clash = [k for k, v in self.p.items() if stored["sizes"].get(k) != v]
@@ -77,7 +78,7 @@ class Run:
                 raise SystemExit("train.py: %s was started with preset %s and other sizes (%s); "
                                  "resume with the same options or use another --out" %
                                  (self.state, stored["preset"], ", ".join(clash)))
-        elif not args.init_only:
+        elif not scratch:
             M.write_json(sizes, {"preset": preset, "sizes": self.p})
         self.start = time.time()
         self.deadline = self.start + 60.0 * args.deadline if args.deadline > 0 else None

@@ -60,6 +60,46 @@ def stage_preflight(run):
     run.mark("preflight")
 
 
+def probe(run, batches, steps=20):
+    """--probe: the softmax MMDiT + CLIP training step (loss, backward, clip, AdamW, EMA) at this
+    run's sizes on random latents and captions, timed at each batch size after 3 warm-up steps:
+    steps/s and samples/s, to choose --dit-batch before a long run (the step is launch-bound on
+    the GPU at small widths, where a larger batch costs little more time)."""
+    rng = ds.Rng(1)
+    tok = bpe.Tokenizer(bpe.train([ds.sample(rng)[1] for _ in range(500)] +
+                                  ds.vocabulary_corpus()), run.p["clip_len"])
+    clip_cfg, tcfg, _ = configs(run, tok)
+    g = torch.Generator().manual_seed(0)
+    clip = M.Clip(clip_cfg, M.init_clip(clip_cfg, g)).to(run.device)
+    dit = M.MMDiT(tcfg, M.init_transformer(tcfg, g)).to(run.device)
+    params = list(dit.parameters()) + list(clip.parameters())
+    opt = _adamw(run, params, 1e-4)
+    emas = [EMA(dit, 0.999), EMA(clip, 0.999)]
+    caps = torch.tensor([tok.encode(ds.sample(rng)[1]) for _ in range(64)], device=run.device)
+    gen = _generator(run, 0)
+    side = ds.SIZE // 8
+    run.log("probe: MMDiT %d parameters, CLIP %d, %d context tokens",
+            sum(p.numel() for p in dit.parameters()), sum(p.numel() for p in clip.parameters()),
+            run.p["clip_len"] + run.p["t5_len"])
+    for B in batches:
+        x0 = torch.randn(B, 16, side, side, generator=gen, device=run.device)
+        ids = caps[torch.randint(caps.shape[0], (B,), generator=gen, device=run.device)]
+        for i in range(steps + 3):
+            if i == 3:
+                _sync(run)
+                t = time.time()
+            loss = flow_loss(run, dit, clip, x0, ids, run.p["shift"], gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            for e, m in zip(emas, (dit, clip)):
+                e.update(m)
+        _sync(run)
+        dt = (time.time() - t) / steps
+        run.log("probe: batch %5d: %6.1f steps/s, %8.0f samples/s", B, 1.0 / dt, B / dt)
+
+
 # ---- stage: data ----
 
 def _pool_chunk(job):
