@@ -480,6 +480,10 @@ static void render_text(FILE *out, const model_info *mi)
         fprintf(out, "pipeline: %s (diffusers %s), %zu components\n", mi->index.class_name,
                 mi->index.diffusers_version ? mi->index.diffusers_version : "version unknown",
                 mi->n);
+    if (mi->is_pipeline)
+        fprintf(out, "T5 tokens (max_sequence_length): %d%s\n", mi->index.max_sequence_length,
+                mi->index.max_sequence_length == 256 ? " (diffusers' default)"
+                                                     : " (_tttd_max_sequence_length)");
     for (size_t i = 0; i < mi->n; i++) {
         text_component(out, &mi->comps[i]);
         params += mi->comps[i].w.params;
@@ -624,6 +628,8 @@ static int render_json(FILE *out, const model_info *mi)
         json_object_set_new(root, "diffusers_version",
                             mi->index.diffusers_version ? json_string(mi->index.diffusers_version)
                                                         : json_null());
+        json_object_set_new(root, "max_sequence_length",
+                            json_integer(mi->index.max_sequence_length));
     }
     for (size_t i = 0; i < mi->n; i++) {
         json_object_set_new(comps, mi->comps[i].name, json_component(&mi->comps[i]));

@@ -189,6 +189,7 @@ Test(cmd_info, text_report)
     cr_assert_eq(r.status, 0, "err: %s", r.err);
     cr_assert_str_empty(r.err);
     assert_has(r.out, "pipeline: StableDiffusion3Pipeline (diffusers 0.31.0), 5 components");
+    assert_has(r.out, "T5 tokens (max_sequence_length): 256 (diffusers' default)\n");
     assert_has(r.out, "transformer: diffusers SD3Transformer2DModel");
     assert_has(r.out, "blocks 2, heads 2 x 8 (width 16), patch 2, channels 4 -> 4");
     assert_has(r.out, "qk_norm rms_norm, dual attention blocks: 0\n");
@@ -221,6 +222,7 @@ Test(cmd_info, json_report)
     cr_assert_str_eq(json_string_value(json_object_get(root, "class_name")),
                      "StableDiffusion3Pipeline");
     cr_assert_eq(json_integer_value(json_object_get(root, "parameters")), 281);
+    cr_assert_eq(json_integer_value(json_object_get(root, "max_sequence_length")), 256);
     json_t *comps = json_object_get(root, "components");
     cr_assert_eq(json_object_size(comps), 5);
     json_t *tr = json_object_get(comps, "transformer");
