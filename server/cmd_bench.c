@@ -396,6 +396,8 @@ static void print_setup(FILE *out, const bench_opts *o, const eng_transformer_co
     fprintf(out, "tttd bench: %s on %s (%s)\n",
             o->steps ? "denoising loop" : "transformer forward", be->name,
             eng_dtype_name(o->dtype));
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    fprintf(out, "OpenMP wait policy: %s\n", policy ? policy : "(libgomp's default)");
     if (o->model)
         fprintf(out, "model: %s\n", o->model);
     else
