@@ -71,13 +71,19 @@ async function testGenerate(page, url) {
   await page.goto(url + "/");
   check((await page.title()) === "tttd", "GET / serves the page");
 
-  // Record what the page showed while it streamed: previews and progress values.
+  // Record what the page showed while it streamed: previews and every status text it set. A
+  // MutationObserver would read the status only when its callback runs, after several fast
+  // progress events may have been applied: every assignment is recorded instead.
   await page.evaluate(() => {
     window.seen = { previews: 0, progress: [] };
     new MutationObserver(() => window.seen.previews++)
       .observe(document.getElementById("preview"), { attributes: true, attributeFilter: ["src"] });
-    new MutationObserver(() => window.seen.progress.push(document.getElementById("status").textContent))
-      .observe(document.getElementById("status"), { childList: true, characterData: true, subtree: true });
+    const status = document.getElementById("status");
+    const text = Object.getOwnPropertyDescriptor(Node.prototype, "textContent");
+    Object.defineProperty(status, "textContent", {
+      get() { return text.get.call(this); },
+      set(v) { window.seen.progress.push(String(v)); text.set.call(this, v); },
+    });
   });
   await fill(page, { prompt: "a lighthouse on a cliff", negative_prompt: "fog", width: 32, height: 48,
                      steps: 4, guidance: 1, seed: 5, n: 1, preview_every: 2 });
