@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/fsutil.h"
 #include "engine/tokenizer_internal.h"
 #include "engine/unicode.h"
 
@@ -138,33 +139,6 @@ static int merge_line(tok_bpe *b, const char *line, size_t n, int32_t rank, cons
                      label, err);
 }
 
-static int read_file(const char *path, char **out, size_t *n, eng_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return eng_error_set(err, errno == ENOENT ? ENG_ENOTFOUND : ENG_EIO, "%s: %s", path,
-                             strerror(errno));
-    tok_buf b = {0};
-    char chunk[65536];
-    size_t k;
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (tok_buf_put(&b, chunk, k) != 0) {
-            fclose(f);
-            tok_buf_free(&b);
-            return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", path);
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || tok_buf_put(&b, "", 0) != 0) {
-        tok_buf_free(&b);
-        return eng_error_set(err, ENG_EIO, "%s: read failed", path);
-    }
-    *out = b.p;
-    *n = b.n;
-    return 0;
-}
-
 int tok_bpe_from_files(tok_bpe **out, const char *vocab_path, const char *merges_path,
                        tok_arena *a, eng_error *err)
 {
@@ -184,7 +158,7 @@ int tok_bpe_from_files(tok_bpe **out, const char *vocab_path, const char *merges
     if (rc != 0)
         goto fail;
     size_t n;
-    rc = read_file(merges_path, &text, &n, err);
+    rc = eng_read_file(merges_path, &text, &n, err);
     if (rc != 0)
         goto fail;
     int32_t rank = 0;
