@@ -8,7 +8,6 @@
  * algorithm of tokenizers' BPE::merge_all (which also gives what the rank-by-rank loop of the
  * original Python CLIP code gives).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
