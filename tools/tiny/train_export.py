@@ -29,13 +29,19 @@ def _export(run, out, tok, clip, dit, vcfg, vae, share_from=None):
                       t5_len=run.p["t5_len"])
 
 
-def stage_export(run):
+def load_trained(run):
+    """(tokenizer, VAE config with the latent factors, VAE, CLIP, softmax MMDiT, TTT MMDiT): the
+    trained models, EMA weights, as export and eval use them."""
     tok = load_tokenizer(run)
     lat = latent_stats(run)
     _, _, vcfg = configs(run, tok, lat["scale"], lat["shift"])
     vae = load_vae(run, vcfg)
     clip, soft = load_softmax(run, tok)
-    ttt = load_ttt(run)
+    return tok, vcfg, vae, clip, soft, load_ttt(run)
+
+
+def stage_export(run):
+    tok, vcfg, vae, clip, soft, ttt = load_trained(run)
     default, softmax = os.path.join(run.out, "default"), os.path.join(run.out, "softmax")
     for d in (default, softmax):
         if os.path.exists(d):
@@ -74,12 +80,7 @@ def check_linearize(run, softmax_dir, tcfg):
 
 @torch.no_grad()
 def stage_eval(run):
-    tok = load_tokenizer(run)
-    lat = latent_stats(run)
-    _, _, vcfg = configs(run, tok, lat["scale"], lat["shift"])
-    vae = load_vae(run, vcfg)
-    clip, soft = load_softmax(run, tok)
-    ttt = load_ttt(run)
+    tok, vcfg, vae, clip, soft, ttt = load_trained(run)
     pairs = ds.heldout_prompts(max(run.p["eval_prompts"], 1))[:run.p["eval_prompts"]]
     prompts = [c for _, c in pairs]
     report = {"prompts": len(prompts), "steps": run.p["eval_steps"]}
