@@ -133,6 +133,26 @@ async function testError(page, url) {
   check((await page.$$("#out img.result")).length === 0, "no image after an error");
 }
 
+// The form as it loads: size, steps and guidance empty, the served model's defaults shown as
+// placeholders (tests/fixtures/tiny_model: 64 x 64, 28 steps, guidance 7), and a request with the
+// size left empty draws at the model's size.
+async function testModelDefaults(page, url) {
+  await page.goto(url + "/");
+  await page.waitForFunction(() => document.getElementById("width").placeholder === "64", null,
+                             { timeout: 10000 }).catch(() => {});
+  const ph = await page.evaluate(() => ["width", "height", "steps", "guidance"].map(
+    (id) => [document.getElementById(id).value, document.getElementById(id).placeholder]));
+  check(ph.every(([v]) => v === ""), "size, steps and guidance start empty (" + JSON.stringify(ph) + ")");
+  check(ph.map(([, p]) => p).join(",") === "64,64,28,7",
+        "the model's defaults are the placeholders (" + ph.map(([, p]) => p).join(",") + ")");
+  await fill(page, { steps: 2 });
+  await page.click("#generate");
+  const img = await page.waitForSelector("#out img.result", { timeout: 30000 });
+  await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, img, { timeout: 10000 });
+  const size = await img.evaluate((el) => [el.naturalWidth, el.naturalHeight]);
+  check(size[0] === 64 && size[1] === 64, "an empty size draws at the model's 64x64 (got " + size.join("x") + ")");
+}
+
 // With --api-key: without the key a 401 message, with it an image.
 async function testApiKey(page, url) {
   await page.goto(url + "/");
@@ -164,6 +184,7 @@ async function main() {
     const page = context.pages()[0] || (await context.newPage());
     await testGenerate(page, plain.url);
     await testError(page, plain.url);
+    await testModelDefaults(page, plain.url);
     await testApiKey(page, keyed.url);
   } catch (e) {
     check(false, "the test ran to its end: " + (e.stack || e));
