@@ -57,13 +57,19 @@ char *it_server_log(const it_server *s)
     return buf;
 }
 
-static void server_start_v(it_server *s, int with_model, va_list ap)
+const char *it_bin(void)
 {
     const char *bin = getenv("TTTD_BIN");
     if (!bin || !*bin)
         bin = "build/tttd";
     cr_assert(access(bin, X_OK) == 0,
               "the server binary %s is missing: build it first (make check sets TTTD_BIN)", bin);
+    return bin;
+}
+
+static void server_start_v(it_server *s, int with_model, va_list ap)
+{
+    const char *bin = it_bin();
 
     const char *argv[64];
     int argc = 0;

@@ -79,6 +79,10 @@ int it_header(const it_response *r, const char *name, char *buf, size_t n);
 json_t *it_json(const it_response *r);
 /* Checks r is a JSON error reply {"error": {"code", "type", "message"}} with this status and code
  * (code NULL: any) and returns its message (pointing into a static copy). */
+/* The tttd binary under test: $TTTD_BIN (make check sets it), else build/tttd; asserts that it
+ * exists. */
+const char *it_bin(void);
+
 const char *it_expect_error(const it_response *r, long status, const char *code);
 
 /* One request to run with others: method, path, body, headers (NULL-terminated list), and how

@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "tests/server/integration_util.h"
 
 /* stdout of `sh -c cmd` (at most len - 1 bytes) and its exit status. */
 static int capture(const char *cmd, char *buf, size_t len)
@@ -20,31 +21,22 @@ static int capture(const char *cmd, char *buf, size_t len)
     return pclose(p);
 }
 
-static const char *bin(void)
-{
-    const char *b = getenv("TTTD_BIN");
-    if (!b)
-        b = "build/tttd";
-    cr_assert_eq(access(b, X_OK), 0, "%s is missing: build it first (make check sets TTTD_BIN)", b);
-    return b;
-}
-
 Test(main, openmp_wait_policy_is_passive_unless_chosen)
 {
     char cmd[512], out[4096];
     snprintf(cmd, sizeof cmd,
              "env -u OMP_WAIT_POLICY %s bench --cpu --repeat 1 --width 32 --height 32 2>/dev/null",
-             bin());
+             it_bin());
     cr_assert_eq(capture(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "OpenMP wait policy: passive\n"), "%s", out);
     snprintf(cmd, sizeof cmd,
              "OMP_WAIT_POLICY=active %s bench --cpu --repeat 1 --width 32 --height 32 2>/dev/null",
-             bin());
+             it_bin());
     cr_assert_eq(capture(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "OpenMP wait policy: active\n"), "the environment's choice is kept: %s",
               out);
     /* Arguments survive the second start. */
-    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY %s --version", bin());
+    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY %s --version", it_bin());
     cr_assert_eq(capture(cmd, out, sizeof out), 0);
     cr_assert(strncmp(out, "tttd ", 5) == 0, "%s", out);
 }
