@@ -91,12 +91,10 @@ int eng_pipeline_load(eng_pipeline **out, const char *model_dir, eng_backend *be
                                  tc->pooled_projection_dim, be, dtype, err);
     if (rc)
         goto fail;
-    if (p->idx.max_sequence_length != ENG_PROMPT_T5_LEN) {
-        rc = eng_prompt_set_t5_len(p->prompt, p->idx.max_sequence_length, err);
-        if (rc) {
-            eng_error_prefix(err, "%s/model_index.json: _tttd_max_sequence_length", model_dir);
-            goto fail;
-        }
+    rc = eng_prompt_set_t5_len(p->prompt, p->idx.max_sequence_length, err);
+    if (rc) {
+        eng_error_prefix(err, "%s/model_index.json: _tttd_max_sequence_length", model_dir);
+        goto fail;
     }
 
     rc = required(model_dir, &p->idx, "vae", path, sizeof path, err);
