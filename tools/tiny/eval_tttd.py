@@ -69,7 +69,7 @@ def main(argv=None):
         everything = [ds.sample(rng, "train") for _ in range(240)]
     chosen = list(range(len(everything)))[::args.every][:args.prompts]
     os.makedirs(args.out, exist_ok=True)
-    results, times = [], []
+    results, times, sheet = [], [], []
     t0 = time.time()
     for i in chosen:
         prompt = everything[i][1]
@@ -79,17 +79,15 @@ def main(argv=None):
             if ms is not None:
                 times.append(ms)
             w, h, rgb = pngio.read_png(path)
+            if len(sheet) < args.sheet:
+                sheet.append(rgb)
             r = ev.evaluate_image(prompt, w, h, rgb)
             r["image"] = os.path.basename(path)
             results.append(r)
             if args.verbose and not r["correct"]:
                 print("WRONG %s %r: %s" % (r["image"], prompt, json.dumps(r["scores"])))
-    if args.sheet:
-        imgs = []
-        for r in results[:args.sheet]:
-            w, h, rgb = pngio.read_png(os.path.join(args.out, r["image"]))
-            imgs.append(rgb)
-        pngio.write_sheet(os.path.join(args.out, "sheet.png"), imgs, w, min(8, len(imgs)))
+    if sheet:
+        pngio.write_sheet(os.path.join(args.out, "sheet.png"), sheet, w, min(8, len(sheet)))
     rep = ev.summarize(results)
     times.sort()
     rep["options"] = {"model": args.model, "split": args.split, "prompts": len(chosen),
