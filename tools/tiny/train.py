@@ -54,11 +54,23 @@ PACK_PART = 15 * 1000 * 1000  # the device tool brings back files of at most 16 
 DERIVED = ("pool.pt", "latents.pt", "linearize_check")  # rebuilt from the rest, deterministically
 
 
+def _cast_floats(obj, dtype):
+    """obj with every float32/float16 tensor inside (dicts, lists) cast to dtype."""
+    if torch.is_tensor(obj):
+        return obj.to(dtype) if obj.dtype in (torch.float32, torch.float16) else obj
+    if isinstance(obj, dict):
+        return {k: _cast_floats(v, dtype) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cast_floats(v, dtype) for v in obj)
+    return obj
+
+
 def pack(run, to):
     """Writes OUT's state without what can be rebuilt (the scene pool, the latents) and without
-    optimizer moments (half a checkpoint's size) as state.tar.000, .001, ... of <= 15 MB in TO:
-    small enough to bring back from one machine and carry to another, where --unpack continues
-    the run (the derived files rebuilt, AdamW restarted with a short re-warm-up)."""
+    optimizer moments (half a checkpoint's size), its float32 tensors (weights, EMA) stored as
+    float16, as state.tar.000, .001, ... of <= 15 MB in TO: small enough to bring back from one
+    machine and carry to another, where --unpack continues the run (the derived files rebuilt,
+    tensors widened back to float32, AdamW restarted with a short re-warm-up)."""
     import io
     import tarfile
     os.makedirs(to, exist_ok=True)
@@ -74,6 +86,7 @@ def pack(run, to):
             if name.endswith(".pt"):
                 s = _load(path, "cpu")
                 s.pop("opt", None)
+                s = _cast_floats(s, torch.float16)
                 data = io.BytesIO()
                 torch.save(s, data)
                 info = tarfile.TarInfo("state/" + name)
@@ -108,6 +121,10 @@ def unpack(run, frm):
             if m.name.startswith("/") or ".." in m.name.split("/") or not (m.isfile() or m.isdir()):
                 raise SystemExit("train.py: unexpected member %s in the pack" % m.name)
         tar.extractall(run.out)
+    for name in os.listdir(run.state):
+        if name.endswith(".pt"):
+            path = os.path.join(run.state, name)
+            torch.save(_cast_floats(_load(path, "cpu"), torch.float32), path)
     with open(run.progress_path) as f:
         run.progress = json.load(f)
     run.log("unpacked %d parts from %s: stages done %s", len(parts), frm,
@@ -155,6 +172,10 @@ def main(argv=None):
                     help="time the dit training step at these batch sizes (this run's sizes, "
                          "random data) and stop: no state is written")
     ap.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    ap.add_argument("--compile", default="default",
+                    choices=["none", "default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+                    help="torch.compile mode of the transformer and text encoder in the dit and "
+                         "ttt training steps and --probe (CUDA only; default: default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tttd", help="the tttd binary, to cross-check linearize")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

@@ -20,14 +20,16 @@ import sampler as ref_sampler  # noqa: E402  (tools/reference, on the path throu
 # tttd, see README.md); "smoke": every stage in a few minutes on a CPU.
 PRESETS = {
     "full": dict(clip_hidden=128, clip_layers=4, clip_heads=4, clip_ffn=512, clip_proj=64,
-                 clip_len=24, t5_len=256, dit_layers=4, dit_heads=4, head_dim=32,
-                 dual=[0, 1], ttt_map=",".join(["transformer_blocks.0.attn2",
-                                                "transformer_blocks.1.attn2",
-                                                "transformer_blocks.2.attn",
-                                                "transformer_blocks.3.attn"]),
+                 clip_len=24, t5_len=0, dit_layers=6, dit_heads=5, head_dim=32,
+                 dual=[0, 1, 2], ttt_map=",".join(["transformer_blocks.0.attn2",
+                                                   "transformer_blocks.1.attn2",
+                                                   "transformer_blocks.2.attn2",
+                                                   "transformer_blocks.3.attn",
+                                                   "transformer_blocks.4.attn",
+                                                   "transformer_blocks.5.attn"]),
                  vae_channels=[16, 32, 64, 64], vae_lpb=1, vae_groups=8, shift=3.0,
-                 pool=200000, vae_batch=64, dit_batch=256, lr=5e-4, minutes_vae=2.5,
-                 minutes_dit=8.0, minutes_ttt=3.5, eval_prompts=240, eval_steps=28,
+                 pool=400000, vae_batch=64, dit_batch=2048, lr=1e-3, minutes_vae=2.0,
+                 minutes_dit=12.5, minutes_ttt=2.5, eval_prompts=240, eval_steps=28,
                  max_steps=0),
     "smoke": dict(clip_hidden=32, clip_layers=2, clip_heads=2, clip_ffn=64, clip_proj=16,
                   clip_len=24, t5_len=256, dit_layers=3, dit_heads=2, head_dim=16, dual=[0],
@@ -104,6 +106,18 @@ class Run:
 
     def path(self, name):
         return os.path.join(self.state, name)
+
+    def compiled(self, module):
+        """module under torch.compile when --compile names a mode and the device is CUDA (the
+        training step is launch-bound at these widths: fusion cuts the launches), else module
+        itself. Parameters stay the module's: EMA, checkpoints and export use the original.
+        Dynamo falls back to eager code where it cannot compile."""
+        mode = getattr(self.args, "compile", None) or "none"
+        if mode == "none" or self.device.type != "cuda" or not hasattr(torch, "compile"):
+            return module
+        import torch._dynamo
+        torch._dynamo.config.suppress_errors = True
+        return torch.compile(module, mode=None if mode == "default" else mode)
 
     def autocast(self):
         if self.amp:

@@ -81,14 +81,17 @@ def probe(run, batches, steps=20):
     run.log("probe: MMDiT %d parameters, CLIP %d, %d context tokens",
             sum(p.numel() for p in dit.parameters()), sum(p.numel() for p in clip.parameters()),
             run.p["clip_len"] + run.p["t5_len"])
+    fdit, fclip = run.compiled(dit), run.compiled(clip)
     for B in batches:
         x0 = torch.randn(B, 16, side, side, generator=gen, device=run.device)
         ids = caps[torch.randint(caps.shape[0], (B,), generator=gen, device=run.device)]
+        t0 = time.time()
         for i in range(steps + 3):
             if i == 3:
                 _sync(run)
                 t = time.time()
-            loss = flow_loss(run, dit, clip, x0, ids, run.p["shift"], gen)
+                warm = t - t0
+            loss = flow_loss(run, fdit, fclip, x0, ids, run.p["shift"], gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -97,7 +100,9 @@ def probe(run, batches, steps=20):
                 e.update(m)
         _sync(run)
         dt = (time.time() - t) / steps
-        run.log("probe: batch %5d: %6.1f steps/s, %8.0f samples/s", B, 1.0 / dt, B / dt)
+        run.log("probe: batch %5d: %6.1f steps/s, %8.0f samples/s (compile %s; first 3 steps "
+                "%.1f s), %.1f GB peak", B, 1.0 / dt, B / dt, run.args.compile or "none", warm,
+                torch.cuda.max_memory_allocated() / 1e9 if run.device.type == "cuda" else 0.0)
 
 
 # ---- stage: data ----
@@ -347,8 +352,9 @@ def train_loop(run, name, dit, clip, params, ema_modules, minutes, warmup, spent
     # Random numbers on the device: a host-to-device copy per step would wait for the GPU.
     gen = _generator(run, run.args.seed * 31 + step + (0 if name == "dit" else 7))
     budget = Budget(run, minutes, spent, run.p["max_steps"])
-    run.log("%s: batch %d, %.1f min budget (%.1f spent), step %d", name, run.p["dit_batch"],
-            budget.total / 60, spent / 60, step)
+    run.log("%s: batch %d, %.1f min budget (%.1f spent), step %d, compile %s", name,
+            run.p["dit_batch"], budget.total / 60, spent / 60, step, run.args.compile or "none")
+    fdit, fclip = run.compiled(dit), run.compiled(clip)
     t_log, losses = time.time(), []
     while not budget.finished(step):
         if budget.must_pause(45):
@@ -357,7 +363,7 @@ def train_loop(run, name, dit, clip, params, ema_modules, minutes, warmup, spent
         f = lr_factor(step, warmup, budget.frac(), run.p["max_steps"]) * rewarm(run, step)
         for grp, lr in zip(opt.param_groups, base_lrs):
             grp["lr"] = lr * f
-        loss = flow_loss(run, dit, clip, x0.float(), cap, run.p["shift"], gen, train_clip)
+        loss = flow_loss(run, fdit, fclip, x0.float(), cap, run.p["shift"], gen, train_clip)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -440,7 +446,9 @@ def stage_ttt(run):
     new_keys = {k.replace(".", "__") for k in new}
     fresh = [p for n, p in dit.named_parameters() if n in new_keys]
     inherited = [p for n, p in dit.named_parameters() if n not in new_keys]
-    opt = _adamw(run, [{"params": inherited}, {"params": fresh}], 2e-4)
+    # Inherited tensors at 0.4 x the softmax stage's rate, the fresh TTT ones at 2 x.
+    lrs = [0.4 * run.p["lr"], 2.0 * run.p["lr"]]
+    opt = _adamw(run, [{"params": inherited}, {"params": fresh}], lrs[0])
     emas = [EMA(dit, 0.998)]
     ck = run.path("ttt.pt")
     step, spent = 0, 0.0
@@ -457,7 +465,7 @@ def stage_ttt(run):
                 sum(v.numel() for v in new.values()))
     step, spent, finished = train_loop(run, "ttt", dit, clip, list(dit.parameters()), [dit],
                                        run.p["minutes_ttt"], 100, spent, step, opt, emas, False,
-                                       [2e-4, 1e-3])
+                                       lrs)
     torch.save({"dit": dit.state_dict(), "opt": opt.state_dict(), "ema_dit": emas[0].shadow,
                 "step": step, "spent": spent, "config": tcfg}, ck)
     if finished:
