@@ -115,8 +115,8 @@ class Run:
         mode = getattr(self.args, "compile", None) or "none"
         if mode == "none" or self.device.type != "cuda" or not hasattr(torch, "compile"):
             return module
-        import torch._dynamo
-        torch._dynamo.config.suppress_errors = True
+        import torch._dynamo as dynamo
+        dynamo.config.suppress_errors = True
         return torch.compile(module, mode=None if mode == "default" else mode)
 
     def autocast(self):
