@@ -28,7 +28,7 @@ PRESETS = {
                                                    "transformer_blocks.4.attn",
                                                    "transformer_blocks.5.attn"]),
                  vae_channels=[16, 32, 64, 64], vae_lpb=1, vae_groups=8, shift=3.0,
-                 pool=400000, vae_batch=64, dit_batch=2048, lr=1e-3, minutes_vae=2.0,
+                 pool=400000, vae_batch=64, dit_batch=4096, lr=1.2e-3, minutes_vae=2.0,
                  minutes_dit=12.5, minutes_ttt=2.5, eval_prompts=240, eval_steps=28,
                  max_steps=0),
     "smoke": dict(clip_hidden=32, clip_layers=2, clip_heads=2, clip_ffn=64, clip_proj=16,
