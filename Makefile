@@ -169,11 +169,12 @@ contract: $(BIN)
 	TTTD_BIN=$(BIN) $(PYTHON) -B tests/contract/test_openapi_contract.py
 
 # The embedded model through the C engine: 16 of the 240 held-out prompts (every 15th; the seeds of
-# the full evaluation in bench/RESULTS.md), judged by tools/tiny/evaluate.py. The shipped model scores
-# 0.575 overall on them; random weights score about 0.1.
+# the full evaluation in bench/RESULTS.md), judged by tools/tiny/evaluate.py, against the issue's bar
+# of 0.85 overall. The shipped model scores 1.000 on them (0.978 on all 240); the previous, smaller
+# model 0.575; random weights about 0.1.
 test-model: $(BIN)
 	$(PYTHON) -B tools/tiny/eval_tttd.py --tttd $(BIN) --model models/default \
-	    --out $(BUILD)/test-model --every 15 --prompts 16 --min-overall 0.45
+	    --out $(BUILD)/test-model --every 15 --prompts 16 --min-overall 0.85
 
 # The page at GET / in headless Chromium (installs chromium and playwright-core when missing).
 test-web: $(BIN)
