@@ -174,8 +174,9 @@ def main(argv=None):
     ap.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--compile", default="default",
                     choices=["none", "default", "reduce-overhead", "max-autotune-no-cudagraphs"],
-                    help="torch.compile mode of the transformer and text encoder in the dit and "
-                         "ttt training steps and --probe (CUDA only; default: default)")
+                    help="torch.compile mode of the transformer and text encoder in the dit "
+                         "training step and --probe (CUDA only; the short ttt stage runs eager; "
+                         "default: default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tttd", help="the tttd binary, to cross-check linearize")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

@@ -107,13 +107,19 @@ class Run:
     def path(self, name):
         return os.path.join(self.state, name)
 
-    def compiled(self, module):
-        """module under torch.compile when --compile names a mode and the device is CUDA (the
-        training step is launch-bound at these widths: fusion cuts the launches), else module
-        itself. Parameters stay the module's: EMA, checkpoints and export use the original.
-        Dynamo falls back to eager code where it cannot compile."""
-        mode = getattr(self.args, "compile", None) or "none"
-        if mode == "none" or self.device.type != "cuda" or not hasattr(torch, "compile"):
+    def compile_mode(self):
+        """The torch.compile mode in effect: --compile's on CUDA with a torch that has
+        torch.compile, else "none"."""
+        if self.device.type != "cuda" or not hasattr(torch, "compile"):
+            return "none"
+        return self.args.compile
+
+    def compiled(self, module, mode):
+        """module under torch.compile in mode (the training step is launch-bound at these
+        widths: fusion cuts the launches), or module itself for "none". Parameters stay the
+        module's: EMA, checkpoints and export use the original. Dynamo falls back to eager code
+        where it cannot compile."""
+        if mode == "none":
             return module
         import torch._dynamo as dynamo
         dynamo.config.suppress_errors = True

@@ -81,10 +81,13 @@ def probe(run, batches, steps=20):
     run.log("probe: MMDiT %d parameters, CLIP %d, %d context tokens",
             sum(p.numel() for p in dit.parameters()), sum(p.numel() for p in clip.parameters()),
             run.p["clip_len"] + run.p["t5_len"])
-    fdit, fclip = run.compiled(dit), run.compiled(clip)
+    mode = run.compile_mode()
+    fdit, fclip = run.compiled(dit, mode), run.compiled(clip, mode)
     for B in batches:
         x0 = torch.randn(B, 16, side, side, generator=gen, device=run.device)
         ids = caps[torch.randint(caps.shape[0], (B,), generator=gen, device=run.device)]
+        if run.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.time()
         for i in range(steps + 3):
             if i == 3:
@@ -101,7 +104,7 @@ def probe(run, batches, steps=20):
         _sync(run)
         dt = (time.time() - t) / steps
         run.log("probe: batch %5d: %6.1f steps/s, %8.0f samples/s (compile %s; first 3 steps "
-                "%.1f s), %.1f GB peak", B, 1.0 / dt, B / dt, run.args.compile or "none", warm,
+                "%.1f s), %.1f GB peak", B, 1.0 / dt, B / dt, mode, warm,
                 torch.cuda.max_memory_allocated() / 1e9 if run.device.type == "cuda" else 0.0)
 
 
@@ -352,11 +355,11 @@ def train_loop(run, name, dit, clip, params, ema_modules, minutes, warmup, spent
     # Random numbers on the device: a host-to-device copy per step would wait for the GPU.
     gen = _generator(run, run.args.seed * 31 + step + (0 if name == "dit" else 7))
     budget = Budget(run, minutes, spent, run.p["max_steps"])
-    run.log("%s: batch %d, %.1f min budget (%.1f spent), step %d, compile %s", name,
-            run.p["dit_batch"], budget.total / 60, spent / 60, step,
-            (run.args.compile or "none") if name == "dit" else "none")
     # The short ttt stage runs eager: compiling takes about 2 minutes of its 2.5.
-    fdit, fclip = (run.compiled(dit), run.compiled(clip)) if name == "dit" else (dit, clip)
+    mode = run.compile_mode() if name == "dit" else "none"
+    run.log("%s: batch %d, %.1f min budget (%.1f spent), step %d, compile %s", name,
+            run.p["dit_batch"], budget.total / 60, spent / 60, step, mode)
+    fdit, fclip = run.compiled(dit, mode), run.compiled(clip, mode)
     t_log, losses = time.time(), []
     while not budget.finished(step):
         if budget.must_pause(45):
