@@ -20,6 +20,8 @@ static const api_error_info table[API_ERR_COUNT] = {
      "The request body is not a valid JSON object.", NULL},
     {API_ERR_BAD_UTF8, "invalid_request_error.utf8", "invalid_request_error", 400,
      "The request body is not valid UTF-8.", NULL},
+    {API_ERR_BAD_HEADER, "invalid_request_error.header", "invalid_request_error", 400,
+     "The request's headers are malformed or ambiguous.", NULL},
     {API_ERR_BODY_TOO_LARGE, "invalid_request_error.body_too_large", "invalid_request_error", 413,
      "The request body is larger than the server accepts.", NULL},
     {API_ERR_UNKNOWN_FIELD, "invalid_request_error.unknown_field", "invalid_request_error", 422,
@@ -39,6 +41,10 @@ static const api_error_info table[API_ERR_COUNT] = {
      406, "No answer this endpoint can give matches the Accept header.", NULL},
     {API_ERR_UNAUTHORIZED, "authentication_error.unauthorized", "authentication_error", 401,
      "A valid API key is required (Authorization: Bearer <key>).", "WWW-Authenticate"},
+    {API_ERR_ORIGIN_FORBIDDEN, "permission_error.origin", "permission_error", 403,
+     "Web pages of this origin may not call this server.", NULL},
+    {API_ERR_MISDIRECTED, "invalid_request_error.host", "invalid_request_error", 421,
+     "This server does not answer to the host the request names.", NULL},
     {API_ERR_NOT_FOUND, "not_found_error.route", "not_found_error", 404,
      "No such route.", NULL},
     {API_ERR_JOB_NOT_FOUND, "not_found_error.job", "not_found_error", 404,
@@ -98,12 +104,14 @@ const char *api_status_reason(int status)
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 406: return "Not Acceptable";
     case 409: return "Conflict";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
     case 499: return "Client Closed Request";

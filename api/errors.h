@@ -22,6 +22,9 @@ typedef enum api_err {
     /* 400: the body is not JSON, or not UTF-8, or not an object. */
     API_ERR_BAD_JSON,
     API_ERR_BAD_UTF8,
+    /* 400: the request's framing is ambiguous or incomplete (Content-Length twice with different
+     * values, Content-Length beside Transfer-Encoding, no Host or several on HTTP/1.1). */
+    API_ERR_BAD_HEADER,
     /* 413: the body is larger than the server's --max-body. */
     API_ERR_BODY_TOO_LARGE,
     /* 422: the JSON is well formed but a field is wrong; the message names the field. */
@@ -35,6 +38,11 @@ typedef enum api_err {
     API_ERR_NOT_ACCEPTABLE,
     /* 401 */
     API_ERR_UNAUTHORIZED,
+    /* 403: a web page of another origin, not in --cors-origins, sent a POST or DELETE (or a
+     * preflight for one). */
+    API_ERR_ORIGIN_FORBIDDEN,
+    /* 421: the Host header names a host this server does not answer to (--allowed-hosts). */
+    API_ERR_MISDIRECTED,
     /* 404 */
     API_ERR_NOT_FOUND,       /* no such route */
     API_ERR_JOB_NOT_FOUND,   /* GET/DELETE /v1/jobs/{id} of an unknown (or expired) id */

@@ -3,7 +3,8 @@
  * JSON body (415 otherwise) and which answer an Accept header asks for (406 when none fits).
  *
  * Accept is read as RFC 9110 section 12.5.1 says: comma-separated media ranges with an optional
- * q parameter; a type takes the q of the most specific range that matches it.
+ * q parameter; a type takes the q of the most specific range that matches it. A range whose q
+ * is malformed is dropped (see weigh()).
  */
 #include "api/request.h"
 
@@ -89,18 +90,27 @@ typedef struct weight {
     int spec; /* 0: no range matched, 1: any type, 2: "image" with any subtype, 3: exact */
 } weight;
 
+/*
+ * A qvalue exactly as RFC 9110 section 12.4.2 writes it: "0" [ "." 0*3DIGIT ] or
+ * "1" [ "." 0*3("0") ]. Returns the weight, or -1 when the text is anything else ("abc", "0.5x",
+ * "2", "-1", "nan", "1e-1", "0.0001", a quoted value): strtod would read most of those, some as
+ * a weight the client never wrote.
+ */
 static double parse_q(const char *p, size_t n)
 {
-    char buf[16];
-    if (n == 0 || n >= sizeof buf)
-        return 1.0;
-    memcpy(buf, p, n);
-    buf[n] = '\0';
-    char *end;
-    double q = strtod(buf, &end);
-    if (end == buf || *end)
-        return 1.0; /* a malformed q is ignored, as most servers do */
-    return q < 0 ? 0 : q > 1 ? 1 : q;
+    if (n == 0 || (p[0] != '0' && p[0] != '1'))
+        return -1;
+    if (n == 1)
+        return p[0] - '0';
+    if (p[1] != '.' || n > 5)
+        return -1;
+    double q = p[0] - '0', scale = 0.1;
+    for (size_t i = 2; i < n; i++, scale /= 10) {
+        if (p[i] < '0' || p[i] > '9' || (p[0] == '1' && p[i] != '0'))
+            return -1;
+        q += (p[i] - '0') * scale;
+    }
+    return q;
 }
 
 static void weigh(const char *accept, weight *w)
@@ -113,6 +123,7 @@ static void weigh(const char *accept, weight *w)
         size_t n = token_len(p);
         const char *range = p;
         double q = 1.0;
+        int bad_q = 0;
         p += n;
         /* Parameters up to the next comma; only q is used. */
         while (*p && *p != ',') {
@@ -121,9 +132,11 @@ static void weigh(const char *accept, weight *w)
                 p = skip_ws(p + 1);
                 if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
                     size_t k = 0;
-                    while (p[2 + k] && p[2 + k] != ';' && p[2 + k] != ',' && p[2 + k] != ' ')
+                    while (p[2 + k] && p[2 + k] != ';' && p[2 + k] != ',' && p[2 + k] != ' ' &&
+                           p[2 + k] != '\t')
                         k++;
                     q = parse_q(p + 2, k);
+                    bad_q |= q < 0;
                     p += 2 + k;
                     continue;
                 }
@@ -133,7 +146,13 @@ static void weigh(const char *accept, weight *w)
         }
         if (*p == ',')
             p++;
-        if (n == 0)
+        /*
+         * A range whose q is not a qvalue is dropped, as if the client had not sent it. Taking
+         * RFC 9110's default q=1 instead would give the range the highest preference when the
+         * client plainly meant to lower it; dropping it never ranks a type above what the client
+         * wrote. When every range is dropped nothing is acceptable, and the answer is 406.
+         */
+        if (n == 0 || bad_q)
             continue;
         const char *slash = memchr(range, '/', n);
         if (!slash)

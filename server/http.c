@@ -130,6 +130,7 @@ struct MHD_Response *srv_req_response(srv_req *r, const char *ctype, void *body,
     if (ctype)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
+    srv_guard_cors_headers(r, resp);
     if (r->timing[0])
         MHD_add_response_header(resp, "Server-Timing", r->timing);
     if (r->h->draining)
@@ -205,6 +206,9 @@ static void count_rejection(srv_req *r, api_err e)
     case API_ERR_UNSUPPORTED_MEDIA_TYPE:
     case API_ERR_NOT_ACCEPTABLE:
     case API_ERR_MODEL_NOT_FOUND:
+    case API_ERR_BAD_HEADER:
+    case API_ERR_MISDIRECTED:
+    case API_ERR_ORIGIN_FORBIDDEN:
         srv_metrics_reject(m, SRV_REJECT_INVALID);
         break;
     default:
@@ -419,17 +423,34 @@ static void dispatch_route(srv_req *r)
  * answer queued before the request is complete makes MHD close the connection, which is right
  * for a body nobody wants but would cost every keep-alive GET its connection.
  */
-static void request_start(srv_req *r, const char *url, const char *method)
+static void request_start(srv_req *r, const char *url, const char *method, const char *version)
 {
     const srv_options *o = r->h->cfg.opts;
     set_request_id(r);
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->url, sizeof r->url, "%s", url);
     r->route = route_of(url, r->path_id, sizeof r->path_id);
-    if (r->route == SRV_ROUTE_OTHER)
+    api_err e = srv_guard_framing(r, version, r->reject_msg, sizeof r->reject_msg);
+    if (e) {
+        /* Answered now, which closes the connection: once where a request ends is in doubt,
+         * nothing after it on the connection can be trusted. */
+        srv_req_error(r, e, "%s", r->reject_msg);
+        return;
+    }
+    e = srv_guard_host(r, r->reject_msg, sizeof r->reject_msg);
+    if (!e && r->route != SRV_ROUTE_OTHER && srv_guard_is_preflight(r)) {
+        /* No key check: browsers never send Authorization on a preflight. */
+        r->preflight = 1;
+        e = srv_guard_origin(r, r->reject_msg, sizeof r->reject_msg);
+    }
+    if (e || r->preflight)
+        r->reject = e;
+    else if (r->route == SRV_ROUTE_OTHER)
         r->reject = API_ERR_NOT_FOUND;
     else if (!method_allowed(r->route, method))
         r->reject = API_ERR_METHOD_NOT_ALLOWED;
+    else if ((e = srv_guard_origin(r, r->reject_msg, sizeof r->reject_msg)))
+        r->reject = e;
     else if (needs_key(o, r->route) &&
              !key_ok(o, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
         r->reject = API_ERR_UNAUTHORIZED;
@@ -452,7 +473,10 @@ static void request_ready(srv_req *r)
 {
     switch (r->reject) {
     case API_OK:
-        dispatch_route(r);
+        if (r->preflight)
+            srv_guard_preflight_reply(r, allow_of(r->route));
+        else
+            dispatch_route(r);
         break;
     case API_ERR_NOT_FOUND:
         srv_req_error(r, API_ERR_NOT_FOUND, "No route %s.", r->url);
@@ -461,7 +485,10 @@ static void request_ready(srv_req *r)
         srv_req_error(r, API_ERR_METHOD_NOT_ALLOWED, "%s does not allow %s.", r->url, r->method);
         break;
     default:
-        srv_req_error(r, r->reject, NULL);
+        if (r->reject_msg[0])
+            srv_req_error(r, r->reject, "%s", r->reject_msg);
+        else
+            srv_req_error(r, r->reject, NULL);
         break;
     }
 }
@@ -473,7 +500,6 @@ enum MHD_Result srv_http_handler(void *cls, struct MHD_Connection *conn, const c
 {
     srv_http *h = cls;
     srv_req *r = *con_cls;
-    (void)version;
 
     if (!r) {
         r = calloc(1, sizeof *r);
@@ -488,7 +514,7 @@ enum MHD_Result srv_http_handler(void *cls, struct MHD_Connection *conn, const c
         h->reqs = r;
         h->in_flight++;
         *con_cls = r;
-        request_start(r, url, method);
+        request_start(r, url, method, version);
         return MHD_YES;
     }
     if (*upload_data_size) {

@@ -271,6 +271,7 @@ static void start_stream(srv_req *r, srv_job *j, int position)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
         MHD_add_response_header(resp, "X-Request-Id", r->id);
+        srv_guard_cors_headers(r, resp);
     }
     srv_req_send(r, 200, resp);
 }

@@ -19,6 +19,9 @@ typedef struct srv_req {
     char method[8];
     char url[64];             /* for messages; cut when longer */
     api_err reject;           /* set at the first call: 404, 405 or 401 to answer at the end */
+    char reject_msg[224];     /* its message, when not the table's (http_guard.c's refusals) */
+    int preflight;            /* a CORS preflight (OPTIONS with Origin), answered 204 */
+    int cors;                 /* srv_cors: whether answers carry Access-Control-Allow-Origin */
     char id[SRV_ID_LEN];      /* X-Request-Id */
     char path_id[SRV_ID_LEN]; /* {id} of /v1/jobs/{id} */
     double start_ms;
@@ -56,7 +59,11 @@ struct srv_http {
     srv_req *reqs;
     int in_flight;
     int draining;
+    int listen_scope; /* http_guard.c: what the listening socket is bound to, once known */
 };
+
+/* What r->cors says: no CORS header, the request's own Origin echoed, or "*". */
+enum srv_cors { SRV_CORS_NONE = 0, SRV_CORS_ORIGIN = 1, SRV_CORS_ANY = 2 };
 
 /* ---- http.c ---- */
 
@@ -73,6 +80,23 @@ void srv_req_error(srv_req *r, api_err e, const char *fmt, ...) __attribute__((f
 /* Suspends r and watches its socket for a disconnect; resumes it (and kicks MHD). */
 void srv_req_suspend(srv_req *r);
 void srv_req_resume(srv_req *r);
+
+/* ---- http_guard.c (at the first call, in this order; each fills msg when it refuses) ---- */
+
+/* API_ERR_BAD_HEADER when Content-Length is doubled with other values or beside
+ * Transfer-Encoding, or Host is missing (but on HTTP/1.0), doubled or malformed. */
+api_err srv_guard_framing(srv_req *r, const char *version, char *msg, size_t len);
+/* API_ERR_MISDIRECTED when Host names a host this server does not answer to. */
+api_err srv_guard_host(srv_req *r, char *msg, size_t len);
+/* Sets r->cors from Origin and --cors-origins; API_ERR_ORIGIN_FORBIDDEN for a request other than
+ * GET/HEAD from an origin that is neither listed nor the server's own. */
+api_err srv_guard_origin(srv_req *r, char *msg, size_t len);
+/* Whether r is a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */
+int srv_guard_is_preflight(srv_req *r);
+/* Adds Access-Control-Allow-Origin (and Vary, Expose-Headers) to resp when r->cors says so. */
+void srv_guard_cors_headers(srv_req *r, struct MHD_Response *resp);
+/* Answers an allowed preflight: 204 with the route's methods (methods) and headers. */
+void srv_guard_preflight_reply(srv_req *r, const char *methods);
 
 /* ---- http_generate.c ---- */
 

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -98,7 +99,17 @@ static const opt_row rows[] = {
      "a key clients must send as \"Authorization: Bearer KEY\" (repeatable); none: no auth",
      F(api_key)},
     {"api-key-file", T_STR, NULL, 0, 0, 0, NULL, "TTTD_API_KEY_FILE", "FILE",
-     "more keys, one a line (blank lines and # comments skipped)", F(api_key_file)},
+     "more keys, one a line (blank lines and # comments skipped; a key is at most 512 bytes, "
+     "without spaces or control characters, else tttd exits with status 1)", F(api_key_file)},
+    {"allowed-hosts", T_LIST, NULL, 0, 0, 0, NULL, "TTTD_ALLOWED_HOSTS", "LIST",
+     "host names the Host header may carry besides the listening address (comma-separated; "
+     "\".example.com\" also allows its subdomains; \"*\": any Host). localhost and loopback "
+     "addresses pass when listening on loopback or 0.0.0.0/::, and then also the machine's own "
+     "addresses and host name; another Host gets 421", F(allowed_hosts)},
+    {"cors-origins", T_LIST, NULL, 0, 0, 0, NULL, "TTTD_CORS_ORIGINS", "LIST",
+     "origins (scheme://host[:port], comma-separated, or \"*\") whose web pages may call the API: "
+     "they get Access-Control-Allow-Origin and answered preflights; none: only the server's own "
+     "origin (its page at /), and a cross-origin POST or DELETE gets 403", F(cors_origins)},
     {"public-health", T_BOOL, "true", 0, 0, 0, NULL, "TTTD_PUBLIC_HEALTH", "BOOL",
      "/healthz and /readyz answer without a key", F(public_health)},
     {"public-metrics", T_BOOL, "true", 0, 0, 0, NULL, "TTTD_PUBLIC_METRICS", "BOOL",
@@ -525,50 +536,125 @@ static int derive_models(parse_ctx *c)
     return 0;
 }
 
+/*
+ * A key is sent in an Authorization header, so it must be one header token: no control
+ * characters (a NUL would cut it short, a CR or LF could never arrive) and a bounded length.
+ * Returns NULL, or what is wrong with it.
+ */
+static const char *key_problem(const char *k, size_t n)
+{
+    if (n == 0)
+        return "the key is empty";
+    if (n > SRV_API_KEY_MAX)
+        return "the key is too long";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)k[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return "the key holds a control character";
+    }
+    return NULL;
+}
+
+/*
+ * The key file, read a whole line at a time: a fixed buffer would cut a long line in two and
+ * admit its tail as a second key. Returns -2 (the file, not the command line, is wrong).
+ */
+static int read_key_file(parse_ctx *c, const opt_row *r, const char *path)
+{
+    srv_options *o = c->o;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fail(c, r, "%s: %s", path, strerror(errno));
+        return -2;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int rc = 0, lineno = 0;
+    while ((got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        size_t n = (size_t)got;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
+            n--;
+        const char *s = line;
+        while (n && (*s == ' ' || *s == '\t')) {
+            s++;
+            n--;
+        }
+        /* Blank lines and comments are skipped; a line of other bytes is a key or an error. */
+        if (n == 0 || *s == '#')
+            continue;
+        const char *bad = memchr(s, ' ', n) || memchr(s, '\t', n)
+                              ? "a key must not contain spaces"
+                              : key_problem(s, n);
+        if (bad) {
+            fail(c, r, "%s:%d: %s (%zu bytes; a key is 1 to %d bytes without spaces or control "
+                 "characters)", path, lineno, bad, n, SRV_API_KEY_MAX);
+            rc = -2;
+            break;
+        }
+        if (list_add(&o->keys, s, n)) {
+            rc = fail(c, r, "out of memory");
+            break;
+        }
+    }
+    if (!rc && ferror(f)) {
+        fail(c, r, "%s: read error", path);
+        rc = -2;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 static int derive_keys(parse_ctx *c)
 {
     srv_options *o = c->o;
     const opt_row *r = &rows[find_row("api-key", 7)];
     c->where = "--api-key";
     for (int k = 0; k < o->api_key.n; k++) {
-        if (!o->api_key.v[k][0])
-            return fail(c, r, "an API key must not be empty");
+        const char *bad = key_problem(o->api_key.v[k], strlen(o->api_key.v[k]));
+        if (bad)
+            return fail(c, r, "%s (an API key is 1 to %d bytes without control characters)",
+                        bad, SRV_API_KEY_MAX);
         if (list_add(&o->keys, o->api_key.v[k], strlen(o->api_key.v[k])))
             return fail(c, r, "out of memory");
     }
     if (!o->api_key_file)
         return 0;
-    r = &rows[find_row("api-key-file", 12)];
     c->where = "--api-key-file";
-    FILE *f = fopen(o->api_key_file, "r");
-    if (!f)
-        return fail(c, r, "%s: %s", o->api_key_file, strerror(errno));
-    char line[1024];
-    int rc = 0, lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
-        size_t n = strlen(line);
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
-                     line[n - 1] == '\t'))
-            line[--n] = '\0';
-        const char *s = line;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (!*s || *s == '#')
-            continue;
-        if (strchr(s, ' ') || strchr(s, '\t')) {
-            rc = fail(c, r, "%s:%d: a key must not contain spaces", o->api_key_file, lineno);
-            break;
-        }
-        if (list_add(&o->keys, s, strlen(s))) {
-            rc = fail(c, r, "out of memory");
-            break;
-        }
+    return read_key_file(c, &rows[find_row("api-key-file", 12)], o->api_key_file);
+}
+
+/*
+ * --allowed-hosts and --cors-origins are compared with what clients send, byte for byte but for
+ * case: a value that no header could ever equal is a mistake worth saying at start-up.
+ */
+static int derive_access(parse_ctx *c)
+{
+    srv_options *o = c->o;
+    const opt_row *r = &rows[find_row("allowed-hosts", 13)];
+    c->where = "--allowed-hosts";
+    for (int k = 0; k < o->allowed_hosts.n; k++) {
+        const char *h = o->allowed_hosts.v[k];
+        if (!*h || strcspn(h, " \t/@") != strlen(h) || (h[0] == '.' && !h[1]))
+            return fail(c, r, "'%s' is not a host name (e.g. tttd, api.example.com, "
+                        ".example.com or *)", h);
     }
-    if (!rc && ferror(f))
-        rc = fail(c, r, "%s: read error", o->api_key_file);
-    fclose(f);
-    return rc;
+    r = &rows[find_row("cors-origins", 12)];
+    c->where = "--cors-origins";
+    for (int k = 0; k < o->cors_origins.n; k++) {
+        const char *v = o->cors_origins.v[k];
+        const char *host = !strncasecmp(v, "http://", 7)    ? v + 7
+                           : !strncasecmp(v, "https://", 8) ? v + 8
+                                                            : NULL;
+        if (strcmp(v, "*") != 0 &&
+            (!host || !*host || strcspn(host, " \t/@") != strlen(host)))
+            return fail(c, r, "'%s' is not an origin (scheme://host[:port] with no path, as a "
+                        "browser sends it, or *)", v);
+    }
+    return 0;
 }
 
 static int cross_checks(parse_ctx *c)
@@ -614,9 +700,9 @@ int srv_options_parse(srv_options *o, int argc, char **argv, char *const *envp, 
         return -1;
     if (apply_env(&c, envp) || apply_flags(&c, argc, argv))
         return -1;
-    if (derive_models(&c) || derive_keys(&c) || cross_checks(&c))
+    if (derive_models(&c) || derive_access(&c) || cross_checks(&c))
         return -1;
-    return 0;
+    return derive_keys(&c);
 }
 
 void srv_options_free(srv_options *o)

@@ -62,6 +62,8 @@ typedef struct srv_options {
     int64_t drain_timeout_ms;
     srv_strlist api_key;
     char *api_key_file;
+    srv_strlist allowed_hosts; /* Host names allowed besides the listening address; "*": any */
+    srv_strlist cors_origins;  /* origins given Access-Control-Allow-Origin; "*": any */
     int public_health, public_metrics;
     int readyz_queue_mark; /* 0: max_queue */
     int log_level;         /* eng_log_level */
@@ -76,11 +78,16 @@ typedef struct srv_options {
     srv_strlist keys; /* --api-key values plus the key file's lines */
 } srv_options;
 
+/* The longest API key, in bytes (--api-key, TTTD_API_KEY, a line of --api-key-file). */
+#define SRV_API_KEY_MAX 512
+
 /*
  * Fills o from argv (argv[0] is the subcommand name and is skipped), envp (NULL-terminated
  * "NAME=VALUE" strings, may be NULL) and the config file they name. Returns 0 on success,
  * 1 when --help was asked (nothing else is checked), or -1 with a one-line message in err that
- * names the option, the source (flag, environment variable or file) and what was expected.
+ * names the option, the source (flag, environment variable or file) and what was expected, or
+ * -2 when the key file (--api-key-file) cannot be read or a line of it is not a valid key (the
+ * message names the file and the line).
  * o is always left safe to pass to srv_options_free.
  */
 int srv_options_parse(srv_options *o, int argc, char **argv, char *const *envp, char *err,

@@ -224,7 +224,8 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
     }
     if (rc) {
         fprintf(errout, "tttd serve: %s\n", err);
-        status = 2;
+        /* A bad key file is bad data, as a bad model folder is (1), not a misused flag (2). */
+        status = rc == -2 ? 1 : 2;
         goto out_options;
     }
     eng_log_set_level((eng_log_level)s->opts.log_level);

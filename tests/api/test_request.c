@@ -547,7 +547,7 @@ Test(api_request, accept_chooses_the_answer)
         {"application/*", 0, 1, 0, API_FORMAT_PNG, 0, API_ANSWER_JSON, API_FORMAT_PNG},
         {"*/*;q=0", 0, 1, 0, API_FORMAT_PNG, -1, API_ANSWER_JSON, API_FORMAT_PNG},
         {"garbage", 0, 1, 0, API_FORMAT_PNG, -1, API_ANSWER_JSON, API_FORMAT_PNG},
-        {"image/png;q=abc", 0, 1, 0, API_FORMAT_PNG, 0, API_ANSWER_IMAGE, API_FORMAT_PNG},
+        {"image/png;q=abc", 0, 1, 0, API_FORMAT_PNG, -1, API_ANSWER_JSON, API_FORMAT_PNG},
         {"text/event-stream", 1, 4, 0, API_FORMAT_PNG, 0, API_ANSWER_SSE, API_FORMAT_PNG},
         {"*/*", 1, 1, 0, API_FORMAT_PNG, 0, API_ANSWER_SSE, API_FORMAT_PNG},
         {NULL, 1, 1, 0, API_FORMAT_PNG, 0, API_ANSWER_SSE, API_FORMAT_PNG},

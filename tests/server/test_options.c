@@ -244,7 +244,7 @@ Test(options, models_and_keys)
 
     cr_assert_eq(parse(&o, NULL, ARGC("--api-key-file", "/nonexistent/keys"),
                        ARGV("--api-key-file", "/nonexistent/keys")),
-                 -1);
+                 -2);
     cr_assert(strstr(err, "/nonexistent/keys"), "%s", err);
     srv_options_free(&o);
 }
