@@ -2,8 +2,8 @@
  * errors.c - the error table and the one function that turns a row into a JSON body.
  *
  * Types follow OpenAI's error "type" names where one fits (invalid_request_error,
- * authentication_error, not_found_error, rate_limit_error, server_error); the code is the type
- * plus a dot and a detail, so a client can switch on either.
+ * authentication_error, permission_error, not_found_error, rate_limit_error, server_error); the
+ * code is the type plus a dot and a detail, so a client can switch on either.
  */
 #include "api/errors.h"
 

@@ -361,6 +361,21 @@ def scenarios_plain(c, srv):
     check_fields(c, srv, "post", IMG, OPENAI)
 
 
+def scenarios_guard(c, srv):
+    """Every operation refuses a malformed Host (400), a Host the server does not answer to
+    (421) and, for POST and DELETE, a web page of another origin (403)."""
+    for method, template, op in c.operations():
+        path = template.replace("{id}", "job_0")
+        body = {"prompt": "x"} if method == "post" else None
+        c.check(method, path, srv.request(method.upper(), path, body, {"Host": "a:b:c"}),
+                "malformed Host")
+        c.check(method, path, srv.request(method.upper(), path, body,
+                                          {"Host": "rebound.example"}), "foreign Host")
+        if method in ("post", "delete"):
+            c.check(method, path, srv.request(method.upper(), path, body,
+                                              {"Origin": "http://evil.example"}), "foreign Origin")
+
+
 def scenarios_queue(c, srv):
     """One worker, batches of one, a queue of one image: running, queued and canceled jobs, the
     queue full, /readyz over its mark."""
@@ -464,7 +479,8 @@ def main():
     c.check_spec()
     binary = os.environ.get("TTTD_BIN") or "build/tttd"
     runs = (
-        ((), lambda srv: (scenarios_plain(c, srv), probe_routes(c, srv))),
+        ((), lambda srv: (scenarios_plain(c, srv), scenarios_guard(c, srv),
+                          probe_routes(c, srv))),
         (("--max-steps", "10000", "--workers", "1", "--max-batch", "1", "--max-queue", "1",
           "--max-n", "1", "--readyz-queue-mark", "1"), lambda srv: scenarios_queue(c, srv)),
         (("--api-key", KEY, "--no-public-health", "--no-public-metrics"),
