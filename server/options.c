@@ -104,8 +104,9 @@ static const opt_row rows[] = {
     {"allowed-hosts", T_LIST, NULL, 0, 0, 0, NULL, "TTTD_ALLOWED_HOSTS", "LIST",
      "host names the Host header may carry besides the listening address (comma-separated; "
      "\".example.com\" also allows its subdomains; \"*\": any Host). localhost and loopback "
-     "addresses pass when listening on loopback or 0.0.0.0/::, and then also the machine's own "
-     "addresses and host name; another Host gets 421", F(allowed_hosts)},
+     "addresses pass when listening on loopback or on every address (0.0.0.0, ::), and on every "
+     "address also the machine's addresses and host name; another Host gets 421",
+     F(allowed_hosts)},
     {"cors-origins", T_LIST, NULL, 0, 0, 0, NULL, "TTTD_CORS_ORIGINS", "LIST",
      "origins (scheme://host[:port], comma-separated, or \"*\") whose web pages may call the API: "
      "they get Access-Control-Allow-Origin and answered preflights; none: only the server's own "
