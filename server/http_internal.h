@@ -32,6 +32,7 @@ typedef struct srv_req {
 
     int suspended;
     int gone; /* the client hung up while its job ran: close, answer nothing */
+    int http10; /* an HTTP/1.0 request: no interim (1xx) answer may be sent to it */
     conn_watch *watch;
 
     /* POST /v1/generate, /v1/images/generations. */
