@@ -46,6 +46,8 @@ typedef struct srv_req {
     int sse, sse_done, reader_waiting;
     int position; /* the queue position last sent in a "queued" event */
     api_buf sse_out;
+    int sse_dropped;  /* preview events dropped: the client was not keeping up */
+    int sse_overflow; /* over --sse-max-buffer: the connection is being closed */
 
     struct srv_req *prev, *next; /* srv_http's list of live requests */
 } srv_req;
