@@ -71,6 +71,11 @@ static const api_error_info table[API_ERR_COUNT] = {
      "Internal server error.", NULL},
     {API_ERR_ENGINE, "server_error.engine", "server_error", 500,
      "The inference engine failed on this request.", NULL},
+    {API_ERR_URI_TOO_LONG, "invalid_request_error.uri_too_long", "invalid_request_error", 414,
+     "The request target (path and query) is longer than the server accepts.", NULL},
+    {API_ERR_HEADERS_TOO_LARGE, "invalid_request_error.headers_too_large",
+     "invalid_request_error", 431, "The request's header fields are larger than the server "
+     "accepts.", NULL},
 };
 
 const api_error_info *api_error_info_get(api_err e)
@@ -110,10 +115,12 @@ const char *api_status_reason(int status)
     case 406: return "Not Acceptable";
     case 409: return "Conflict";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 499: return "Client Closed Request";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";

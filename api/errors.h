@@ -64,6 +64,9 @@ typedef enum api_err {
     /* 500 */
     API_ERR_INTERNAL,
     API_ERR_ENGINE, /* a worker's engine call failed */
+    /* 414, 431: the request target, or the header block, is over the server's fixed limits. */
+    API_ERR_URI_TOO_LONG,
+    API_ERR_HEADERS_TOO_LARGE,
     API_ERR_COUNT
 } api_err;
 

@@ -49,17 +49,54 @@ static void watch_stop(srv_req *r)
     uv_close((uv_handle_t *)&w->poll, watch_closed);
 }
 
+static void on_watch(uv_poll_t *p, int status, int events);
+
+/*
+ * End of input is not the end of the client. A client that has sent its request may
+ * shutdown(SHUT_WR) and still read the answer (a half-close); one that close()d is gone; both
+ * send the same FIN, and the socket looks the same (readable at EOF, EPOLLRDHUP) until something
+ * is written to it: the kernel of a client that closed answers any data with a reset, one that
+ * half-closed takes it. So at EOF:
+ *
+ * - a plain request (nothing of its answer written yet) gets an interim "100 Continue" answer,
+ *   which HTTP/1.1 clients must skip (RFC 9110, 15.2) and which costs nothing to a client that
+ *   has gone; HTTP/1.0 forbids interim answers, and an HTTP/1.0 client that sends EOF is taken
+ *   as gone, as before;
+ * - a stream has its answer under way, whose next event or ": ping" does the same;
+ *
+ * and from then on only a reset or an error counts: the watch asks for UV_PRIORITIZED alone
+ * (EPOLLPRI, which TCP never raises without urgent data), so that readability and EPOLLRDHUP,
+ * both level-triggered and both true for good after the FIN, stop waking the loop, while epoll
+ * still reports EPOLLERR and EPOLLHUP, which libuv hands on as an error status or as the event
+ * asked for. The reset sets both as soon as it arrives, a round trip after the probe.
+ */
+static int watch_half_closed(srv_req *r, conn_watch *w)
+{
+    static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!r->sse) {
+        if (r->http10)
+            return -1;
+        ssize_t n = send(w->fd, probe, sizeof probe - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n != (ssize_t)(sizeof probe - 1))
+            return -1; /* an error (the reset came first), or a part: the stream is broken */
+    }
+    eng_log(ENG_LOG_DEBUG, r->id, "client half-closed its connection: still answering");
+    return uv_poll_start(&w->poll, UV_PRIORITIZED, on_watch) ? -1 : 0;
+}
+
 static void on_watch(uv_poll_t *p, int status, int events)
 {
     conn_watch *w = p->data;
     srv_req *r = w->req;
     if (!r)
         return;
-    int gone = status < 0 || (events & UV_DISCONNECT);
-    if (!gone && (events & UV_READABLE)) {
+    int gone = status < 0 || (events & UV_PRIORITIZED);
+    if (!gone && (events & (UV_READABLE | UV_DISCONNECT))) {
         char c;
         ssize_t n = recv(w->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        if (n == 0)
+            gone = watch_half_closed(r, w) != 0;
+        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             gone = 1;
         else if (n > 0)
             /* A pipelined request: data is not a hang-up, and stays for MHD; keep watching
@@ -89,7 +126,7 @@ static void watch_start(srv_req *r)
         return;
     }
     w->poll.data = w;
-    if (uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_watch)) {
+    if (uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT | UV_PRIORITIZED, on_watch)) {
         uv_close((uv_handle_t *)&w->poll, watch_closed);
         return;
     }
@@ -417,6 +454,34 @@ static void dispatch_route(srv_req *r)
     }
 }
 
+static enum MHD_Result add_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    size_t *total = cls;
+    (void)kind;
+    *total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF, or "=" and "&" */
+    return MHD_YES;
+}
+
+/* The request target and header limits of http.h: 0, or the error already answered. */
+static int request_check_size(srv_req *r, const char *url)
+{
+    size_t target = strlen(url), headers = 0;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_length, &target);
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_length, &headers);
+    if (target > SRV_HTTP_MAX_TARGET) {
+        srv_req_error(r, API_ERR_URI_TOO_LONG, "The request target is %zu bytes (path and "
+                      "query); this server takes at most %d.", target, SRV_HTTP_MAX_TARGET);
+        return -1;
+    }
+    if (headers > SRV_HTTP_MAX_HEADERS) {
+        srv_req_error(r, API_ERR_HEADERS_TOO_LARGE, "The header fields are %zu bytes in all; "
+                      "this server takes at most %d.", headers, SRV_HTTP_MAX_HEADERS);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * First call for a request (headers in): its state, and what it will be answered if it may not
  * go on (r->reject). Only an announced oversized body is answered now, before it is read: an
@@ -430,6 +495,8 @@ static void request_start(srv_req *r, const char *url, const char *method, const
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->url, sizeof r->url, "%s", url);
     r->route = route_of(url, r->path_id, sizeof r->path_id);
+    if (request_check_size(r, url))
+        return;
     api_err e = srv_guard_framing(r, version, r->reject_msg, sizeof r->reject_msg);
     if (e) {
         /* Answered now, which closes the connection: once where a request ends is in doubt,
@@ -514,6 +581,7 @@ enum MHD_Result srv_http_handler(void *cls, struct MHD_Connection *conn, const c
         h->reqs = r;
         h->in_flight++;
         *con_cls = r;
+        r->http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
         request_start(r, url, method, version);
         return MHD_YES;
     }

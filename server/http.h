@@ -33,6 +33,21 @@ typedef struct srv_http_config {
 
 typedef struct srv_http srv_http;
 
+/*
+ * Request limits tttd enforces itself, with JSON 414 and 431 answers from the first handler call:
+ * the request target (path plus query, decoded) and the header fields in all. libmicrohttpd
+ * answers requests over its per-connection memory with fixed HTML bodies and, in 0.9.75, one of
+ * those answers (too many query arguments for its pool) is never sent at all; so each connection
+ * gives MHD SRV_HTTP_CONNECTION_MEMORY (MHD_OPTION_CONNECTION_MEMORY_LIMIT), enough that any
+ * request within these limits reaches the handler: MHD keeps the request in the first half of
+ * its pool and a 56-byte record per header or argument in the second, and the limits allow at
+ * most about 8192 of those (a "a&" argument is 2 bytes, a "a:" header line 4), about 460 KiB.
+ * The pool is mmap'ed, so untouched pages cost nothing.
+ */
+#define SRV_HTTP_MAX_TARGET 8192
+#define SRV_HTTP_MAX_HEADERS 16384
+#define SRV_HTTP_CONNECTION_MEMORY (1024 * 1024)
+
 /* Returns 0 or a negative errno. The SSE ping timer starts here. */
 int srv_http_new(srv_http **out, uv_loop_t *loop, const srv_http_config *cfg);
 /* Closes the ping timer and frees h (after MHD_stop_daemon: no request may be left). */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -55,16 +56,68 @@ static void limits_for(const srv_options *o, const srv_model *m, api_limits *l, 
 
 /* ---- job events ---- */
 
-static void sse_push(srv_req *r, char *event)
+/*
+ * A client that stops reading a stream would make r->sse_out grow for as long as its job runs
+ * (previews are whole PNGs). Events wait there only once the kernel's socket buffers are full,
+ * so the bytes held are a measure of how far behind the client is, bounded by
+ * --sse-max-buffer: an event that may be lost (a preview, a ping) is dropped when it would not
+ * fit; any other event is still added (an image must not be lost to a client that is merely
+ * slow, so the buffer may pass the bound by one event), but once the bytes already waiting
+ * exceed the bound the client is taken as gone. The job is not canceled from here, inside the
+ * scheduler's event delivery: the socket is shut down, MHD sees the hang-up and closes the
+ * connection, and its completion cancels the job as for any disconnect (reason "disconnect").
+ */
+static void sse_overflow(srv_req *r)
+{
+    eng_log(ENG_LOG_WARN, r->id, "stream over --sse-max-buffer (%zu bytes waiting, %d preview(s) "
+            "dropped): the client is not reading; closing it and canceling the job",
+            r->sse_out.len, r->sse_dropped);
+    r->sse_overflow = 1;
+    r->sse_done = 1;
+    api_buf_free(&r->sse_out);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        shutdown(ci->connect_fd, SHUT_RDWR);
+    if (r->suspended)
+        srv_req_resume(r);
+    else
+        srv_mhd_loop_kick(r->h->cfg.mhd);
+}
+
+/* Adds an event (taken) to the stream; droppable: a preview or a ping (see above). */
+static void sse_queue(srv_req *r, char *event, int droppable)
 {
     if (!event) {
         eng_log(ENG_LOG_ERROR, r->id, "out of memory for an event");
         return;
     }
-    api_buf_append(&r->sse_out, event, strlen(event));
+    size_t len = strlen(event), cap = (size_t)r->h->cfg.opts->sse_max_buffer;
+    if (r->sse_overflow) {
+        free(event);
+        return;
+    }
+    if (droppable && r->sse_out.len + len > cap) {
+        if (r->sse_dropped++ == 0)
+            eng_log(ENG_LOG_WARN, r->id, "stream: %zu bytes wait for the client: dropping "
+                    "previews", r->sse_out.len);
+        free(event);
+        return;
+    }
+    if (!droppable && r->sse_out.len > cap) {
+        free(event);
+        sse_overflow(r);
+        return;
+    }
+    api_buf_append(&r->sse_out, event, len);
     free(event);
     if (r->reader_waiting)
         srv_req_resume(r);
+}
+
+static void sse_push(srv_req *r, char *event)
+{
+    sse_queue(r, event, 0);
 }
 
 static api_image image_of(const srv_job *j, int k)
@@ -89,7 +142,7 @@ static void ev_preview(void *waiter, srv_job *j, int index, int step, int steps,
         return;
     api_image img = {.data = png, .len = len, .seed = j->units[index].seed,
                      .format = API_FORMAT_PNG, .width = w, .height = h};
-    sse_push(r, api_sse_preview(j->id, index, step, steps, &img));
+    sse_queue(r, api_sse_preview(j->id, index, step, steps, &img), 1);
 }
 
 static void ev_image(void *waiter, srv_job *j, int index)
@@ -233,9 +286,7 @@ void srv_http_ping_streams(srv_http *h)
     for (srv_req *r = h->reqs; r; r = r->next) {
         if (!r->sse || r->sse_done)
             continue;
-        api_buf_append(&r->sse_out, API_SSE_PING, strlen(API_SSE_PING));
-        if (r->reader_waiting)
-            srv_req_resume(r);
+        sse_queue(r, strdup(API_SSE_PING), 1);
     }
 }
 

@@ -35,6 +35,7 @@ typedef struct srv_req {
 
     int suspended;
     int gone; /* the client hung up while its job ran: close, answer nothing */
+    int http10; /* an HTTP/1.0 request: no interim (1xx) answer may be sent to it */
     conn_watch *watch;
 
     /* POST /v1/generate, /v1/images/generations. */
@@ -48,6 +49,8 @@ typedef struct srv_req {
     int sse, sse_done, reader_waiting;
     int position; /* the queue position last sent in a "queued" event */
     api_buf sse_out;
+    int sse_dropped;  /* preview events dropped: the client was not keeping up */
+    int sse_overflow; /* over --sse-max-buffer: the connection is being closed */
 
     struct srv_req *prev, *next; /* srv_http's list of live requests */
 } srv_req;

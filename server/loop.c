@@ -1,9 +1,26 @@
 /*
  * loop.c - libmicrohttpd's external epoll mode inside the libuv loop (see loop.h).
  *
- * MHD's epoll fd becomes readable whenever one of MHD's sockets (or its resume signal) is ready,
- * so one uv_poll_t on it is enough; MHD_get_timeout covers connection timeouts and work MHD has
- * buffered without a socket event (it then answers 0, and the timer fires on the next iteration).
+ * MHD's epoll fd becomes readable whenever one of MHD's sockets (or its inter-thread channel,
+ * which MHD_resume_connection signals) is ready, so one uv_poll_t on it is enough; MHD_get_timeout
+ * covers connection timeouts and work MHD has buffered without a socket event (it then answers 0,
+ * and the timer fires on the next iteration).
+ *
+ * Two things MHD 0.9.75 needs that neither of those gives (read from its daemon.c):
+ *
+ * - At the connection limit MHD_epoll takes the listening socket out of its epoll set, and puts it
+ *   back only at the start of a later MHD_epoll once a connection has been freed. Connections
+ *   are freed by MHD_cleanup_connections at the very end of MHD_run, after the epoll set has been
+ *   updated; if no other connection is left, MHD_get_timeout then says "no timeout" and no socket
+ *   of the set ever becomes ready again: the server would never accept another client. So
+ *   whenever a run leaves fewer connections than it found, MHD is run once more at once.
+ *   (While the listening socket is out of the set no connection can be added, so a run that
+ *   starts outside the set can only lose connections; the rule catches every such case, and
+ *   MHD's own at_limit flag, also cleared only by a cleanup, the same way.)
+ *
+ * - A kick asked for inside MHD_run (a resume from one of MHD's callbacks) must survive the
+ *   timer being re-armed from MHD_get_timeout when that run returns: it is remembered and the
+ *   timer started at 0 after the run, whatever MHD says.
  */
 #include "server/loop.h"
 
@@ -21,14 +38,38 @@
 
 static void on_timer(uv_timer_t *t);
 
-/* Re-arms the timer from MHD's own idea of when it next needs to run. */
+/* MHD's count of open connections; asking for it also frees the closed ones. */
+static unsigned connections_of(struct MHD_Daemon *d)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+/* Re-arms the timer from MHD's own idea of when it next needs to run, unless a run at once is
+ * owed (a kick during the run, or connections freed: see the top of the file). */
 static void rearm(srv_mhd_loop *l)
 {
     MHD_UNSIGNED_LONG_LONG timeout = 0;
-    if (MHD_get_timeout(l->daemon, &timeout) == MHD_YES)
+    if (l->kicked) {
+        l->kicked = 0;
+        uv_timer_start(&l->timer, on_timer, 0, 0);
+    } else if (MHD_get_timeout(l->daemon, &timeout) == MHD_YES) {
         uv_timer_start(&l->timer, on_timer, (uint64_t)timeout, 0);
-    else
+    } else {
         uv_timer_stop(&l->timer);
+    }
+}
+
+static void run(srv_mhd_loop *l)
+{
+    l->running = 1;
+    MHD_run(l->daemon);
+    l->running = 0;
+    unsigned n = connections_of(l->daemon);
+    if (n < l->connections)
+        l->kicked = 1;
+    l->connections = n;
+    rearm(l);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -36,8 +77,7 @@ static void on_timer(uv_timer_t *t)
     srv_mhd_loop *l = t->data;
     if (!l->open)
         return;
-    MHD_run(l->daemon);
-    rearm(l);
+    run(l);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
@@ -48,8 +88,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
         LOG_WARN("http: polling MHD's epoll fd: %s", uv_strerror(status));
     if (!l->open)
         return;
-    MHD_run(l->daemon);
-    rearm(l);
+    run(l);
 }
 
 int srv_mhd_loop_start(srv_mhd_loop *l, uv_loop_t *loop, struct MHD_Daemon *daemon)
@@ -76,7 +115,11 @@ int srv_mhd_loop_start(srv_mhd_loop *l, uv_loop_t *loop, struct MHD_Daemon *daem
 
 void srv_mhd_loop_kick(srv_mhd_loop *l)
 {
-    if (l->open)
+    if (!l->open)
+        return;
+    if (l->running)
+        l->kicked = 1; /* rearm() starts the timer at 0 once MHD_run returns */
+    else
         uv_timer_start(&l->timer, on_timer, 0, 0);
 }
 

@@ -20,6 +20,9 @@ typedef struct srv_mhd_loop {
     uv_poll_t poll;
     uv_timer_t timer;
     int open;
+    int running;          /* inside MHD_run */
+    int kicked;           /* MHD must run again at once, whatever MHD_get_timeout says */
+    unsigned connections; /* open connections after the last run */
 } srv_mhd_loop;
 
 /* Starts watching daemon (started with MHD_USE_EPOLL, no internal thread). 0 or a UV_E* code. */

@@ -124,6 +124,10 @@ static const opt_row rows[] = {
      "streamed requests get a preview event every K steps; 0: none", F(preview_every)},
     {"sse-ping", T_DURATION, "10000", 10, 3600000, MS, NULL, "TTTD_SSE_PING", "MS",
      "interval of the \": ping\" comments that keep event streams open", F(sse_ping_ms)},
+    {"sse-max-buffer", T_SIZE, "4M", 16384, (int64_t)1 << 30, 0, NULL, "TTTD_SSE_MAX_BUFFER",
+     "BYTES", "event bytes one stream may hold for a client that does not keep up; over it, "
+     "preview events are dropped, then the job is canceled and the connection closed",
+     F(sse_max_buffer)},
     {"job-ttl", T_DURATION, "300", 0, 86400000, SEC, NULL, "TTTD_JOB_TTL", "SECONDS",
      "how long GET /v1/jobs/{id} still sees a finished job", F(job_ttl_ms)},
     {"max-connections", T_INT, "1024", 4, 100000, 0, NULL, "TTTD_MAX_CONNECTIONS", "N",

@@ -271,7 +271,8 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
         NULL, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
         srv_http_completed, s->http, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)IDLE_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+        (unsigned)IDLE_CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)SRV_HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
     if (!s->daemon) {
         fprintf(errout, "tttd serve: libmicrohttpd could not start on %s\n", addr);
         goto out_http;

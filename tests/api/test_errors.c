@@ -52,7 +52,8 @@ Test(api_errors, statuses_of_the_contract)
         {API_ERR_TIMEOUT, 504},           {API_ERR_CANCELED, 499},
         {API_ERR_INTERNAL, 500},          {API_ERR_ENGINE, 500},
         {API_ERR_BAD_HEADER, 400},        {API_ERR_ORIGIN_FORBIDDEN, 403},
-        {API_ERR_MISDIRECTED, 421},
+        {API_ERR_MISDIRECTED, 421},       {API_ERR_URI_TOO_LONG, 414},
+        {API_ERR_HEADERS_TOO_LARGE, 431},
     };
     cr_assert_eq(sizeof want / sizeof want[0], API_ERR_COUNT - 1, "every error is checked");
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
