@@ -21,6 +21,7 @@ typedef struct srv_req {
     api_err reject;           /* set at the first call: 404, 405 or 401 to answer at the end */
     char id[SRV_ID_LEN];      /* X-Request-Id */
     char path_id[SRV_ID_LEN]; /* {id} of /v1/jobs/{id} */
+    int key;                  /* the API key sent, as its index + 1 (the jobs' owner); 0: none */
     double start_ms;
 
     api_buf body;

@@ -77,7 +77,10 @@ static void stop_now(server *s)
     srv_sched_close(&s->sched); /* joins the workers */
     srv_http_free(s->http);
     s->http = NULL;
-    LOG_INFO("stopped");
+    if (s->exit_code)
+        LOG_INFO("stopped (exit status %d)", s->exit_code);
+    else
+        LOG_INFO("stopped");
 }
 
 static int quiet(server *s)
@@ -94,7 +97,13 @@ static void on_shutdown_tick(uv_timer_t *t)
             LOG_INFO("drained: every request answered");
             stop_now(s);
         } else if (now >= s->deadline_ms) {
-            LOG_WARN("drain timeout: canceling %d unfinished job(s)", s->sched.jobs.active);
+            int lost = s->sched.jobs.active;
+            /* Work was dropped: say so in the exit status (SRV_EXIT_DRAIN_TIMEOUT), so that
+             * systemd and Kubernetes see it, unless an earlier failure set one already. */
+            if (lost > 0 && s->exit_code == 0)
+                s->exit_code = SRV_EXIT_DRAIN_TIMEOUT;
+            LOG_WARN("drain timeout: canceling %d unfinished job(s)%s", lost,
+                     lost > 0 ? "; the exit status will be 3" : "");
             srv_sched_cancel_all(&s->sched, SRV_CANCEL_SHUTDOWN);
             s->phase = CANCELING;
             s->deadline_ms = now + CANCEL_GRACE_MS;
