@@ -2,10 +2,11 @@
  * safetensors.c - the safetensors reader and writer declared in safetensors.h.
  *
  * The reader: each file is read whole into memory the eng_safetensors owns (or
- * taken from the caller's memory), its header parsed with jansson and checked completely before anything is
- * handed out: header length, JSON shape, dtypes, shapes, offsets, sizes and
- * overlaps. Every resource an open acquires hangs off the eng_safetensors
- * being built, so every failure path is one eng_safetensors_close.
+ * taken from the caller's memory), its header parsed with jansson and checked
+ * completely before anything is handed out: header length, JSON shape, dtypes,
+ * shapes, offsets, sizes and overlaps. Every resource an open acquires hangs
+ * off the eng_safetensors being built, so every failure path is one
+ * eng_safetensors_close.
  * The writer is in safetensors_write.c.
  */
 #include "engine/safetensors.h"

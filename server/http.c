@@ -317,7 +317,8 @@ static int key_ok(const srv_options *o, const char *auth)
         unsigned diff = (unsigned)(l ^ kl);
         for (size_t j = 0; j < l; j++)
             diff |= (unsigned char)key[j] ^ (unsigned char)(j < kl ? k[j] : 0);
-        ok |= (diff == 0 && ok == 0) ? i + 1 : 0;
+        if (diff == 0 && ok == 0)
+            ok = i + 1;
     }
     return ok;
 }

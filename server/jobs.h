@@ -27,7 +27,7 @@
 #define SRV_ID_LEN 72 /* room for an id (1 to 64 of [A-Za-z0-9._-]) and its NUL */
 
 struct srv_job {
-    char id[SRV_ID_LEN]; /* the request's id (X-Request-Id), unique among the held jobs of its owner */
+    char id[SRV_ID_LEN]; /* the request's id (X-Request-Id), unique among its owner's held jobs */
     /* Who may see it: the API key that created it, as its index in the server's key list + 1;
      * 0 when the server has no keys. Set by the creator right after srv_jobs_create. */
     int owner;

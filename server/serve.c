@@ -102,8 +102,11 @@ static void on_shutdown_tick(uv_timer_t *t)
              * systemd and Kubernetes see it, unless an earlier failure set one already. */
             if (lost > 0 && s->exit_code == 0)
                 s->exit_code = SRV_EXIT_DRAIN_TIMEOUT;
-            LOG_WARN("drain timeout: canceling %d unfinished job(s)%s", lost,
-                     lost > 0 ? "; the exit status will be 3" : "");
+            if (lost > 0)
+                LOG_WARN("drain timeout: canceling %d unfinished job(s); exit status %d", lost,
+                         SRV_EXIT_DRAIN_TIMEOUT);
+            else
+                LOG_WARN("drain timeout: canceling 0 unfinished job(s)");
             srv_sched_cancel_all(&s->sched, SRV_CANCEL_SHUTDOWN);
             s->phase = CANCELING;
             s->deadline_ms = now + CANCEL_GRACE_MS;

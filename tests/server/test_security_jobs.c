@@ -412,6 +412,41 @@ Test(security_jobs, weights_overwritten_while_loading)
     weights_changed_while_loading(CHANGE_OVERWRITE);
 }
 
+/* The reader itself: what an open handed out stays readable, and the same, after the file on
+ * disk is truncated and rewritten (a mapping faults with SIGBUS, or shows the new bytes). */
+Test(security_jobs, safetensors_open_keeps_its_own_bytes)
+{
+    enum { N = 8192 };
+    static float v[N], got[N];
+    for (int i = 0; i < N; i++)
+        v[i] = (float)i * 0.5f;
+    char path[] = "/tmp/tttd-sec-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    eng_error err = {0};
+    eng_st_writer *w;
+    int64_t shape[1] = {N};
+    cr_assert_eq(eng_st_writer_init(&w, &err), 0);
+    cr_assert_eq(eng_st_writer_add(w, "t", ENG_DTYPE_F32, 1, shape, v, &err), 0, "%s", err.msg);
+    cr_assert_eq(eng_st_writer_write(w, path, &err), 0, "%s", err.msg);
+    eng_st_writer_free(w);
+
+    eng_safetensors *st;
+    cr_assert_eq(eng_safetensors_open(&st, path, &err), 0, "%s", err.msg);
+    const eng_st_tensor *t = eng_safetensors_find(st, "t");
+    cr_assert(t);
+    cr_assert_eq(truncate(path, 0), 0);
+    cr_assert_eq(eng_st_tensor_to_f32(t, got, &err), 0, "%s", err.msg);
+    cr_assert(memcmp(got, v, sizeof v) == 0, "the data changed after a truncation");
+    /* Rewritten in place to its old size with other bytes. */
+    cr_assert_eq(truncate(path, (off_t)(sizeof v + 4096)), 0);
+    cr_assert_eq(eng_st_tensor_to_f32(t, got, &err), 0, "%s", err.msg);
+    cr_assert(memcmp(got, v, sizeof v) == 0, "the data follows the file on disk");
+    eng_safetensors_close(st);
+    unlink(path);
+}
+
 /* After the load, the files may go altogether: nothing of the model is read from them again. */
 Test(security_jobs, weights_truncated_after_loading)
 {
