@@ -9,8 +9,10 @@
  *   - the exit status after a drain timeout that canceled work (3, with the count in the log);
  *   - a weights file truncated or rewritten while the model loads: the server must neither die
  *     (SIGBUS from a mapping) nor serve other weights than those it read. A file lease (F_WRLCK)
- *     on a second shard holds the loader between reading the first shard and copying its tensors,
- *     so that the change lands exactly in that window on every run.
+ *     on a second shard holds the loader between opening the first shard and copying its
+ *     tensors, so that the change lands exactly in that window on every run. The safetensors
+ *     reader is also checked alone (its tensors after the file is truncated), and a server whose
+ *     files are truncated after the load keeps answering.
  */
 #include <criterion/criterion.h>
 
@@ -373,7 +375,14 @@ static void weights_changed_while_loading(int mode)
     signal(SIGIO, SIG_IGN);
     L.fd = open(b, O_WRONLY | O_CLOEXEC);
     cr_assert_geq(L.fd, 0);
-    cr_assert_eq(fcntl(L.fd, F_SETLEASE, F_WRLCK), 0, "F_SETLEASE: %s", strerror(errno));
+    if (fcntl(L.fd, F_SETLEASE, F_WRLCK) != 0) {
+        /* Some file systems (and fs.leases-enable = 0) have no leases: the window cannot be
+         * held open here, so this check cannot run (it is not passed either). */
+        int e = errno;
+        cr_assert(e == EINVAL || e == ENOLCK || e == EACCES, "F_SETLEASE: %s", strerror(e));
+        close(L.fd);
+        cr_skip_test("no file leases on %s: %s", dir, strerror(e));
+    }
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, lease_thread, &L), 0);
 
