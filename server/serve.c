@@ -6,8 +6,9 @@
  * machine driven by a 20 ms timer, so every step happens on the loop thread between events:
  *   DRAINING   no new connections (MHD_quiesce_daemon), no new jobs, batches go out at once;
  *              left when nothing is pending or --drain-timeout passes
- *   CANCELING  every unfinished job is canceled (503 shutting down); left when the answers are
- *              out and the workers idle, or after CANCEL_GRACE_MS
+ *   CANCELING  every unfinished job is canceled (503 shutting down; if there was one, the exit
+ *              status becomes 3); left when the answers are out and the workers idle, or after
+ *              CANCEL_GRACE_MS
  *   STOPPED    handles closed, MHD stopped, workers joined; uv_run returns
  */
 #include "server/serve.h"
