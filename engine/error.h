@@ -14,7 +14,7 @@ enum {
     ENG_OK = 0,
     ENG_EINVAL = -1,       /* bad argument: shape, dtype, range */
     ENG_ENOMEM = -2,       /* an allocation failed */
-    ENG_EIO = -3,          /* open/read/write/mmap failed */
+    ENG_EIO = -3,          /* open/read/write failed */
     ENG_EFORMAT = -4,      /* a file's content is malformed */
     ENG_ENOTFOUND = -5,    /* a file, key or tensor is missing */
     ENG_EUNSUPPORTED = -6, /* valid but not implemented (dtype, op on a backend) */

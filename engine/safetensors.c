@@ -1,11 +1,12 @@
 /*
  * safetensors.c - the safetensors reader and writer declared in safetensors.h.
  *
- * The reader: each file is mapped read-only (or taken from the caller's memory),
- * its header parsed with jansson and checked completely before anything is
- * handed out: header length, JSON shape, dtypes, shapes, offsets, sizes and
- * overlaps. Every resource an open acquires hangs off the eng_safetensors
- * being built, so every failure path is one eng_safetensors_close.
+ * The reader: each file is read whole into memory the eng_safetensors owns (or
+ * taken from the caller's memory), its header parsed with jansson and checked
+ * completely before anything is handed out: header length, JSON shape, dtypes,
+ * shapes, offsets, sizes and overlaps. Every resource an open acquires hangs
+ * off the eng_safetensors being built, so every failure path is one
+ * eng_safetensors_close.
  * The writer is in safetensors_write.c.
  */
 #include "engine/safetensors.h"
@@ -21,15 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 
 typedef struct st_file {
     char *label; /* path, or the caller's label for a memory image */
-    void *map;   /* NULL for a memory image */
-    size_t map_len;
+    void *data;  /* the file's bytes, owned; NULL for a memory image */
     st_kv *meta; /* __metadata__, in header order */
     size_t nmeta;
 } st_file;
@@ -128,25 +127,23 @@ static int st_json_u64(const json_t *v, uint64_t *out)
 /* ---- reader: building an eng_safetensors ---- */
 
 /*
- * Appends a file record; takes ownership of map (unmapped here on failure,
- * else by eng_safetensors_close). Returns the file's index in *fi.
+ * Appends a file record; takes ownership of data (freed here on failure, else
+ * by eng_safetensors_close). Returns the file's index in *fi.
  */
-static int st_push_file(eng_safetensors *st, const char *label, void *map, size_t map_len,
-                        size_t *fi, eng_error *err)
+static int st_push_file(eng_safetensors *st, const char *label, void *data, size_t *fi,
+                        eng_error *err)
 {
     char *copy = strdup(label);
     if (!copy || st_reserve((void **)&st->files, &st->files_cap, st->nfiles + 1,
                             sizeof *st->files)) {
         free(copy);
-        if (map)
-            munmap(map, map_len);
+        free(data);
         return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", label);
     }
     st_file *f = &st->files[st->nfiles];
     memset(f, 0, sizeof *f);
     f->label = copy;
-    f->map = map;
-    f->map_len = map_len;
+    f->data = data;
     *fi = st->nfiles++;
     return 0;
 }
@@ -376,12 +373,51 @@ static int st_finish(eng_safetensors *st, eng_error *err)
     return 0;
 }
 
-/* Maps one .safetensors file and appends its tensors. */
+/*
+ * Reads len bytes of fd into a new buffer (*out, malloc'ed). The whole file is read at open,
+ * not mapped: the weights are then ours, so a file truncated or rewritten in place while the
+ * model loads or serves (a deploy copying over it) can neither kill the process with SIGBUS
+ * nor change weights under it. One read per file (a loop only for the kernel's 2 GiB cap per
+ * call); the buffer lives until eng_safetensors_close, which loaders call once the weights are
+ * copied to their backend.
+ */
+static int st_read_all(int fd, const char *path, size_t len, void **out, eng_error *err)
+{
+    /* One byte more than expected, so that a file grown since fstat is noticed. */
+    unsigned char *buf = malloc(len + 1);
+    if (!buf)
+        return eng_error_set(err, ENG_ENOMEM, "%s: cannot allocate %zu bytes to read it", path,
+                             len);
+    size_t got = 0;
+    while (got <= len) {
+        ssize_t n = read(fd, buf + got, len + 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            free(buf);
+            return eng_error_set(err, ENG_EIO, "%s: read failed after %zu of %zu bytes: %s",
+                                 path, got, len, strerror(e));
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got != len) {
+        free(buf);
+        return eng_error_set(err, ENG_EIO, "%s: the file changed while it was read (%zu bytes "
+                             "read, %zu expected)", path, got, len);
+    }
+    *out = buf;
+    return 0;
+}
+
+/* Reads one .safetensors file into memory and appends its tensors. */
 static int st_add_file(eng_safetensors *st, const char *path, eng_error *err)
 {
     struct stat sb;
-    void *map = NULL;
-    size_t len, fi;
+    void *data = NULL;
+    size_t fi;
     int fd, rc;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -397,22 +433,19 @@ static int st_add_file(eng_safetensors *st, const char *path, eng_error *err)
         close(fd);
         return eng_error_set(err, ENG_EIO, "%s: not a regular file", path);
     }
-    len = (size_t)sb.st_size;
-    if (len > 0) { /* mmap refuses length 0; st_parse_file reports the empty file */
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            rc = eng_error_set(err, ENG_EIO, "%s: cannot mmap %zu bytes: %s", path, len,
-                               strerror(errno));
-            close(fd);
-            return rc;
-        }
+    if ((uint64_t)sb.st_size >= SIZE_MAX) {
+        close(fd);
+        return eng_error_set(err, ENG_EIO, "%s: too large to read", path);
     }
-    close(fd); /* the mapping keeps the file */
-    rc = st_push_file(st, path, map, len, &fi, err);
+    rc = st_read_all(fd, path, (size_t)sb.st_size, &data, err);
+    close(fd);
     if (rc)
         return rc;
-    static const uint8_t empty[1];
-    return st_parse_file(st, fi, map ? map : empty, len, err);
+    rc = st_push_file(st, path, data, &fi, err);
+    if (rc)
+        return rc;
+    /* An empty file still has a buffer (of one byte); st_parse_file reports it. */
+    return st_parse_file(st, fi, data, (size_t)sb.st_size, err);
 }
 
 /* Opens every shard an index names and checks the weight_map against them. */
@@ -546,7 +579,7 @@ int eng_safetensors_open_memory(eng_safetensors **out, const void *buf, size_t l
     if (!st)
         return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", label);
     static const uint8_t empty[1];
-    rc = st_push_file(st, label, NULL, 0, &fi, err);
+    rc = st_push_file(st, label, NULL, &fi, err);
     if (rc == 0)
         rc = st_parse_file(st, fi, buf ? buf : empty, len, err);
     if (rc == 0)
@@ -674,8 +707,7 @@ void eng_safetensors_close(eng_safetensors *st)
             free(f->meta[j].value);
         }
         free(f->meta);
-        if (f->map)
-            munmap(f->map, f->map_len);
+        free(f->data);
         free(f->label);
     }
     free(st->files);

@@ -1,5 +1,5 @@
 /*
- * safetensors.h - read (mmap) and write safetensors files, including sharded
+ * safetensors.h - read and write safetensors files, including sharded
  * checkpoints described by a *.safetensors.index.json.
  *
  * The file format: 8 bytes little-endian header length L, L bytes of JSON
@@ -10,9 +10,11 @@
  * numel x dtype size, no two tensors overlapping); a failure names the file
  * and the tensor. Dtypes read: F32, F16, BF16 (and I32).
  *
- * Ownership: an eng_safetensors owns its mappings; the eng_st_tensor records
- * and their data pointers stay valid until eng_safetensors_close. Read-only
- * after open, so one instance may be shared by threads.
+ * Ownership: an eng_safetensors owns a copy of each file it opened (read whole
+ * at open, not mapped, so that a file changed on disk afterwards cannot fault
+ * or alter it); the eng_st_tensor records and their data pointers stay valid
+ * until eng_safetensors_close. Read-only after open, so one instance may be
+ * shared by threads.
  */
 #ifndef TTTD_ENGINE_SAFETENSORS_H
 #define TTTD_ENGINE_SAFETENSORS_H
@@ -28,7 +30,7 @@ typedef struct eng_st_tensor {
     eng_dtype dtype;
     int ndim;
     int64_t shape[ENG_MAX_DIMS];
-    const void *data; /* inside the mapping; may be unaligned for its dtype */
+    const void *data; /* inside the file's copy; may be unaligned for its dtype */
     size_t nbytes;
     const char *file; /* the file that holds it */
 } eng_st_tensor;

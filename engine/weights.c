@@ -200,7 +200,7 @@ static void to_f32(const eng_st_tensor *s, int64_t off, int64_t n, float *dst)
         memcpy(dst, p + off * 4, (size_t)n * 4);
         return;
     }
-    /* The mapping may be only byte-aligned: copy into an aligned buffer first. */
+    /* The file data may be only byte-aligned: copy into an aligned buffer first. */
     uint16_t buf[4096];
     for (int64_t i = 0; i < n; i += 4096) {
         int64_t k = n - i < 4096 ? n - i : 4096;
@@ -217,7 +217,7 @@ static int copy_piece(eng_weights *w, const entry *e, int64_t off, int64_t n, ch
                       float *f32, uint16_t *u16)
 {
     size_t es = eng_dtype_size(w->dtype);
-    if (e->src->dtype == w->dtype) /* no conversion: straight from the mapping */
+    if (e->src->dtype == w->dtype) /* no conversion: straight from the file data */
         return w->be->copy_in(w->be, dst, (const char *)e->src->data + off * (int64_t)es,
                               (size_t)n * es);
     for (int64_t i = 0; i < n; i += CHUNK) {
@@ -266,7 +266,7 @@ int eng_weights_load(eng_weights *w, eng_error *err)
             rc = eng_error_set(err, ENG_EDEVICE, "%s: copying \"%s\" to %s failed", w->label,
                                e->name, w->be->name);
         e->t.data = dst;
-        e->src = NULL; /* the mapping may go away now */
+        e->src = NULL; /* the file data may go away now */
     }
     free(f32);
     free(u16);

@@ -339,7 +339,10 @@ static int needs_key(const srv_options *o, srv_route route)
     }
 }
 
-/* Compares against every key in time that does not depend on where a guess goes wrong. */
+/*
+ * Compares against every key in time that does not depend on where a guess goes wrong. Returns
+ * which key matched, as its index + 1 (the owner of the jobs it creates), or 0 for none.
+ */
 static int key_ok(const srv_options *o, const char *auth)
 {
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
@@ -355,12 +358,14 @@ static int key_ok(const srv_options *o, const char *auth)
         unsigned diff = (unsigned)(l ^ kl);
         for (size_t j = 0; j < l; j++)
             diff |= (unsigned char)key[j] ^ (unsigned char)(j < kl ? k[j] : 0);
-        ok |= diff == 0;
+        if (diff == 0 && ok == 0)
+            ok = i + 1;
     }
     return ok;
 }
 
-static void set_request_id(srv_req *r)
+/* Returns 0, or -errno when no random id could be made (then r->id is empty). */
+static int set_request_id(srv_req *r)
 {
     const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
     if (given) {
@@ -369,10 +374,10 @@ static void set_request_id(srv_req *r)
             i++;
         if (n > 0 && n <= 64 && i == n) {
             memcpy(r->id, given, n + 1);
-            return;
+            return 0;
         }
     }
-    srv_random_hex(r->id, 20);
+    return srv_random_hex(r->id, 20);
 }
 
 /* ---- the small endpoints ---- */
@@ -491,7 +496,7 @@ static int request_check_size(srv_req *r, const char *url)
 static void request_start(srv_req *r, const char *url, const char *method, const char *version)
 {
     const srv_options *o = r->h->cfg.opts;
-    set_request_id(r);
+    int id_rc = set_request_id(r);
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->url, sizeof r->url, "%s", url);
     r->route = route_of(url, r->path_id, sizeof r->path_id);
@@ -519,8 +524,14 @@ static void request_start(srv_req *r, const char *url, const char *method, const
     else if ((e = srv_guard_origin(r, r->reject_msg, sizeof r->reject_msg)))
         r->reject = e;
     else if (needs_key(o, r->route) &&
-             !key_ok(o, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
+             !(r->key = key_ok(o, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                              "Authorization"))))
         r->reject = API_ERR_UNAUTHORIZED;
+    else if (id_rc) {
+        /* No id without the kernel's randomness: a guessable one would expose the job. */
+        LOG_ERROR("no random request id: %s", strerror(-id_rc));
+        r->reject = API_ERR_INTERNAL;
+    }
     if (r->reject || strcmp(method, "POST") != 0)
         return;
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");

@@ -392,19 +392,28 @@ void srv_http_generate(srv_req *r)
         return;
     }
 
-    /* The request id is the job id; a client that reuses one of a job still held gets a new
-     * one (the answer's X-Request-Id says which). */
-    if (srv_jobs_find(&s->jobs, r->id)) {
+    /* The request id is the job id. Ids are per owner (API key): a client-chosen id never meets
+     * another key's job, so it can neither shadow that job nor tell that its id is taken. A client
+     * that reuses the id of one of its own jobs still held gets a new one (the answer's
+     * X-Request-Id says which). */
+    uint64_t seed = g->seed;
+    rc = g->has_seed ? 0 : srv_random_seed(&seed);
+    if (!rc && srv_jobs_find(&s->jobs, r->id, r->key)) {
         eng_log(ENG_LOG_WARN, r->id, "X-Request-Id already names a job: using a new id");
         do
-            srv_random_hex(r->id, 20);
-        while (srv_jobs_find(&s->jobs, r->id));
+            rc = srv_random_hex(r->id, 20);
+        while (!rc && srv_jobs_find(&s->jobs, r->id, r->key));
+    }
+    if (rc) {
+        srv_req_error(r, API_ERR_INTERNAL, "no random number from the kernel: %s", strerror(-rc));
+        return;
     }
     srv_job *j = srv_jobs_create(&s->jobs, g->n, r->id);
     if (!j) {
         srv_req_error(r, API_ERR_INTERNAL, "out of memory");
         return;
     }
+    j->owner = r->key;
     j->model = mi;
     j->model_name = ms->v[mi].name;
     j->prompt = g->prompt;
@@ -420,7 +429,6 @@ void srv_http_generate(srv_req *r)
     if (r->answer == API_ANSWER_SSE)
         j->preview_every = g->preview_every > 0 ? g->preview_every : o->preview_every;
     j->arrival_ms = r->start_ms;
-    uint64_t seed = g->has_seed ? g->seed : srv_random_seed();
     for (int k = 0; k < j->n; k++)
         j->units[k].seed = api_unit_seed(seed, k);
     double timeout = (double)o->request_timeout_ms;
@@ -473,7 +481,8 @@ static char *job_json(const srv_sched *s, const srv_job *j)
 void srv_http_job_get(srv_req *r)
 {
     srv_sched *s = r->h->cfg.sched;
-    srv_job *j = srv_jobs_find(&s->jobs, r->path_id);
+    /* Another key's job answers as an unknown one: its id is not confirmed. */
+    srv_job *j = srv_jobs_find(&s->jobs, r->path_id, r->key);
     if (!j) {
         srv_req_error(r, API_ERR_JOB_NOT_FOUND, NULL);
         return;
@@ -484,7 +493,8 @@ void srv_http_job_get(srv_req *r)
 void srv_http_job_delete(srv_req *r)
 {
     srv_sched *s = r->h->cfg.sched;
-    srv_job *j = srv_jobs_find(&s->jobs, r->path_id);
+    /* Another key's job answers as an unknown one: its id is not confirmed. */
+    srv_job *j = srv_jobs_find(&s->jobs, r->path_id, r->key);
     if (!j) {
         srv_req_error(r, API_ERR_JOB_NOT_FOUND, NULL);
         return;

@@ -24,6 +24,7 @@ typedef struct srv_req {
     int cors;                 /* srv_cors: whether answers carry Access-Control-Allow-Origin */
     char id[SRV_ID_LEN];      /* X-Request-Id */
     char path_id[SRV_ID_LEN]; /* {id} of /v1/jobs/{id} */
+    int key;                  /* the API key sent, as its index + 1 (the jobs' owner); 0: none */
     double start_ms;
 
     api_buf body;

@@ -5,6 +5,7 @@
 #include "server/jobs.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,44 +13,87 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- random ids and seeds: a per-thread splitmix64 seeded once from the kernel ---- */
+/*
+ * ---- random ids and seeds: straight from the kernel (getrandom) ----
+ *
+ * Job ids are capabilities (whoever knows one may read or cancel the job where there are no
+ * API keys) and every answer shows one, so they must not be predictable from earlier ones: a
+ * seeded PRNG such as splitmix64 can be inverted from a single output. Every id and every
+ * server-chosen seed is therefore kernel randomness. A small per-thread buffer makes that one
+ * getrandom call per POOL_BYTES bytes (some 25 ids); a failure is reported to the caller, never
+ * replaced by a clock or a counter.
+ */
 
-static _Thread_local uint64_t rng_state;
-static _Thread_local int rng_seeded;
+#define POOL_BYTES 256 /* getrandom returns up to 256 bytes whole, uninterrupted */
 
-static uint64_t rng_next(void)
+static _Thread_local unsigned char pool[POOL_BYTES];
+static _Thread_local size_t pool_left; /* unread bytes at the end of pool */
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A forked child must not hand out the bytes its parent will also hand out. */
+static void pool_forget(void)
 {
-    if (!rng_seeded) {
-        if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            rng_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                        ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&rng_state;
-        }
-        rng_seeded = 1;
-    }
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    pool_left = 0;
 }
 
-void srv_random_hex(char *out, int nchars)
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, pool_forget);
+}
+
+static int random_bytes(void *out, size_t n)
+{
+    pthread_once(&atfork_once, register_atfork);
+    unsigned char *o = out;
+    while (n > 0) {
+        if (pool_left == 0) {
+            size_t got = 0;
+            while (got < sizeof pool) {
+                ssize_t k = getrandom(pool + got, sizeof pool - got, 0);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k < 0)
+                    return -errno;
+                got += (size_t)k;
+            }
+            pool_left = sizeof pool;
+        }
+        size_t take = n < pool_left ? n : pool_left;
+        unsigned char *src = pool + sizeof pool - pool_left;
+        memcpy(o, src, take);
+        memset(src, 0, take); /* a byte handed out is not kept */
+        pool_left -= take;
+        o += take;
+        n -= take;
+    }
+    return 0;
+}
+
+int srv_random_hex(char *out, int nchars)
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t bits = 0;
-    for (int i = 0; i < nchars; i++) {
-        if (i % 16 == 0)
-            bits = rng_next();
-        out[i] = hex[bits & 15];
-        bits >>= 4;
-    }
+    unsigned char bytes[SRV_ID_LEN];
+    out[0] = '\0';
+    if (nchars < 0 || nchars >= 2 * (int)sizeof bytes)
+        return -EINVAL;
+    int rc = random_bytes(bytes, (size_t)(nchars + 1) / 2);
+    if (rc)
+        return rc;
+    for (int i = 0; i < nchars; i++)
+        out[i] = hex[(bytes[i / 2] >> (i % 2 ? 4 : 0)) & 15];
     out[nchars] = '\0';
+    return 0;
 }
 
-uint64_t srv_random_seed(void)
+int srv_random_seed(uint64_t *seed)
 {
-    return rng_next() >> 1;
+    uint64_t v;
+    int rc = random_bytes(&v, sizeof v);
+    if (rc)
+        return rc;
+    *seed = v >> 1;
+    return 0;
 }
 
 /* ---- the registry ---- */
@@ -158,10 +202,10 @@ void srv_jobs_discard(srv_jobs *r, srv_job *j)
     job_free(j);
 }
 
-srv_job *srv_jobs_find(const srv_jobs *r, const char *id)
+srv_job *srv_jobs_find(const srv_jobs *r, const char *id, int owner)
 {
     for (srv_job *j = r->buckets[hash_id(id, r->nbuckets)]; j; j = j->hnext)
-        if (strcmp(j->id, id) == 0)
+        if (j->owner == owner && strcmp(j->id, id) == 0)
             return j;
     return NULL;
 }

@@ -27,7 +27,10 @@
 #define SRV_ID_LEN 72 /* room for an id (1 to 64 of [A-Za-z0-9._-]) and its NUL */
 
 struct srv_job {
-    char id[SRV_ID_LEN]; /* the request's id (X-Request-Id), unique among held jobs */
+    char id[SRV_ID_LEN]; /* the request's id (X-Request-Id), unique among its owner's held jobs */
+    /* Who may see it: the API key that created it, as its index in the server's key list + 1;
+     * 0 when the server has no keys. Set by the creator right after srv_jobs_create. */
+    int owner;
 
     /* The request, fixed once submitted (workers read it). */
     int model;
@@ -79,13 +82,18 @@ int srv_jobs_init(srv_jobs *r);
 void srv_jobs_free(srv_jobs *r);
 
 /*
- * A new job of n units under id (copied; the caller has checked that no held job has it), QUEUED,
- * units linked to it (index k, seed unset). Returns NULL when out of memory.
+ * A new job of n units under id (copied; the caller has checked that no held job of the same
+ * owner has it), QUEUED, owner 0, units linked to it (index k, seed unset). Returns NULL when
+ * out of memory.
  */
 srv_job *srv_jobs_create(srv_jobs *r, int n, const char *id);
 /* Removes and frees a job that was never submitted (no unit queued or on a worker). */
 void srv_jobs_discard(srv_jobs *r, srv_job *j);
-srv_job *srv_jobs_find(const srv_jobs *r, const char *id);
+/*
+ * The held job of this owner with this id, or NULL. Jobs of other owners are never returned, so
+ * a client cannot see, cancel or shadow another key's job, nor learn that its id is in use.
+ */
+srv_job *srv_jobs_find(const srv_jobs *r, const char *id, int owner);
 /*
  * Marks a job finished (DONE, FAILED or CANCELED) at now_ms with an error (API_OK for DONE)
  * and an optional message (copied). A job finishes once.
@@ -105,9 +113,14 @@ void srv_job_drop_images(srv_job *j);
 /* The job's latency breakdown as the API reports it, total_ms up to now_ms. */
 void srv_job_metrics(const srv_job *j, double now_ms, api_metrics *m);
 
-/* nchars random lowercase hex digits and a NUL into out (nchars + 1 bytes). Thread-safe. */
-void srv_random_hex(char *out, int nchars);
-/* A random seed in [0, 2^63) (what JSON integers carry safely). Thread-safe. */
-uint64_t srv_random_seed(void);
+/*
+ * nchars (< 2 * SRV_ID_LEN) random lowercase hex digits and a NUL into out (nchars + 1 bytes),
+ * from the kernel's random source (getrandom). Returns 0, or -errno when that fails (out is then
+ * the empty string). Thread-safe.
+ */
+int srv_random_hex(char *out, int nchars);
+/* A random seed in [0, 2^63) (what JSON integers carry safely) from the kernel, into *seed.
+ * Returns 0 or -errno as srv_random_hex. Thread-safe. */
+int srv_random_seed(uint64_t *seed);
 
 #endif

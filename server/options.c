@@ -93,7 +93,8 @@ static const opt_row rows[] = {
      "longest a request may take, queue included (a request's timeout_ms may lower it)",
      F(request_timeout_ms)},
     {"drain-timeout", T_DURATION, "30", 0, 3600000, SEC, NULL, "TTTD_DRAIN_TIMEOUT", "SECONDS",
-     "on SIGTERM/SIGINT, how long queued and running work may take before it is canceled",
+     "on SIGTERM/SIGINT, how long queued and running work may take before it is canceled "
+     "(then the exit status is 3)",
      F(drain_timeout_ms)},
     {"api-key", T_LIST, NULL, 0, 0, 0, NULL, "TTTD_API_KEY", "KEY",
      "a key clients must send as \"Authorization: Bearer KEY\" (repeatable); none: no auth",

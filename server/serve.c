@@ -6,8 +6,9 @@
  * machine driven by a 20 ms timer, so every step happens on the loop thread between events:
  *   DRAINING   no new connections (MHD_quiesce_daemon), no new jobs, batches go out at once;
  *              left when nothing is pending or --drain-timeout passes
- *   CANCELING  every unfinished job is canceled (503 shutting down); left when the answers are
- *              out and the workers idle, or after CANCEL_GRACE_MS
+ *   CANCELING  every unfinished job is canceled (503 shutting down; if there was one, the exit
+ *              status becomes 3); left when the answers are out and the workers idle, or after
+ *              CANCEL_GRACE_MS
  *   STOPPED    handles closed, MHD stopped, workers joined; uv_run returns
  */
 #include "server/serve.h"
@@ -77,7 +78,10 @@ static void stop_now(server *s)
     srv_sched_close(&s->sched); /* joins the workers */
     srv_http_free(s->http);
     s->http = NULL;
-    LOG_INFO("stopped");
+    if (s->exit_code)
+        LOG_INFO("stopped (exit status %d)", s->exit_code);
+    else
+        LOG_INFO("stopped");
 }
 
 static int quiet(server *s)
@@ -94,7 +98,16 @@ static void on_shutdown_tick(uv_timer_t *t)
             LOG_INFO("drained: every request answered");
             stop_now(s);
         } else if (now >= s->deadline_ms) {
-            LOG_WARN("drain timeout: canceling %d unfinished job(s)", s->sched.jobs.active);
+            int lost = s->sched.jobs.active;
+            /* Work was dropped: say so in the exit status (SRV_EXIT_DRAIN_TIMEOUT), so that
+             * systemd and Kubernetes see it, unless an earlier failure set one already. */
+            if (lost > 0 && s->exit_code == 0)
+                s->exit_code = SRV_EXIT_DRAIN_TIMEOUT;
+            if (lost > 0)
+                LOG_WARN("drain timeout: canceling %d unfinished job(s); exit status %d", lost,
+                         SRV_EXIT_DRAIN_TIMEOUT);
+            else
+                LOG_WARN("drain timeout: canceling 0 unfinished job(s)");
             srv_sched_cancel_all(&s->sched, SRV_CANCEL_SHUTDOWN);
             s->phase = CANCELING;
             s->deadline_ms = now + CANCEL_GRACE_MS;

@@ -13,10 +13,15 @@
 
 #include <stdio.h>
 
+/* The exit status after a shutdown whose --drain-timeout passed with jobs still unfinished
+ * (they were canceled: work was lost). */
+#define SRV_EXIT_DRAIN_TIMEOUT 3
+
 /*
  * Runs the subcommand; argv[0] is "serve". Returns the exit status: 0 after a clean shutdown
  * (and for --help), 1 when the server could not start or a model could not be loaded, 2 for bad
- * options (a message goes to errout).
+ * options (a message goes to errout), SRV_EXIT_DRAIN_TIMEOUT (3) when the drain timed out and
+ * unfinished jobs were canceled.
  */
 int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout);
 

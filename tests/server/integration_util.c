@@ -157,6 +157,14 @@ static void server_start_v(it_server *s, int with_model, va_list ap)
         it_response_free(&r);
         if (status == 200)
             break;
+        int wstatus;
+        if (waitpid(s->pid, &wstatus, WNOHANG) == s->pid) { /* died loading: say so at once */
+            s->pid = 0;
+            char *log = it_server_log(s);
+            cr_assert_fail("the server exited (%s %d) before it was ready:\n%s",
+                           WIFSIGNALED(wstatus) ? "signal" : "status",
+                           WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus), log);
+        }
         if (it_now_ms() > deadline) {
             char *log = it_server_log(s);
             cr_assert_fail("the server was not ready within 60 s (/readyz %ld):\n%s", status, log);

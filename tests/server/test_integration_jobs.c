@@ -5,7 +5,7 @@
  * behind a busy worker leave together), cancellation (DELETE /v1/jobs/{id} while queued and while
  * running, a client that hangs up, a request's timeout_ms), the queue bound (429 + Retry-After,
  * /readyz 503) and the graceful shutdown (SIGTERM lets the work in flight finish and exits 0;
- * --drain-timeout cancels what is left).
+ * --drain-timeout cancels what is left and exits 3).
  *
  * A "slow" request is 5000 steps of the tiny model (tens of seconds): long enough to be certainly
  * running or queued while the test acts, and always canceled long before it would finish. Its
@@ -448,12 +448,13 @@ Test(serve_jobs, sigterm_refuses_new_work_and_drain_timeout_cancels)
         it_expect_error(&r, 503, "unavailable_error.shutting_down");
     it_response_free(&r);
 
-    /* The slow request is canceled when the drain timeout passes, and the server exits 0. */
+    /* The slow request is canceled when the drain timeout passes, and the server exits 3 (work
+     * was lost). */
     it_response ra = it_async_wait(a);
     cr_assert_eq(ra.status, 200);
     cr_assert(strstr(ra.body, "event: error"), "the stream ends with an error: %s", ra.body);
     cr_assert(!strstr(ra.body, "event: done"));
     it_response_free(&ra);
-    cr_assert_eq(it_server_wait(&srv, 10000), 0, "exit status 0");
+    cr_assert_eq(it_server_wait(&srv, 10000), 3, "exit status 3");
     cr_assert_lt(it_now_ms() - t0, 5000, "the drain timeout bounds the shutdown");
 }
