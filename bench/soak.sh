@@ -55,9 +55,10 @@ fi
 TMP=$(mktemp -d)
 LOG=${LOG:-$TMP/server.log}
 SERVER=""
+KEEP=0 # a failed soak keeps its server log
 cleanup() {
     if [ -n "$SERVER" ] && kill -0 "$SERVER" 2>/dev/null; then kill -KILL "$SERVER" 2>/dev/null || true; fi
-    rm -rf "$TMP"
+    [ "$KEEP" -eq 1 ] || rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
 
@@ -137,7 +138,7 @@ fi
 if [ "$STATUS" -eq 0 ]; then
     echo "soak: PASS"
 else
+    KEEP=1
     echo "soak: FAIL (server log: ${LOG})"
-    [ "$LOG" = "$TMP/server.log" ] && cp "$LOG" ./soak-server.log && echo "  copied to ./soak-server.log"
 fi
 exit "$STATUS"
