@@ -4,7 +4,7 @@
 # Options (make VAR=value):
 #   CUDA=0          build without the CUDA backend even when nvcc is found
 #   CUDA_ARCH=sm_XX GPU architecture (default: detected with nvidia-smi, else sm_90)
-#   SANITIZER=address|undefined|thread   instrumented build (CUDA off)
+#   SANITIZER=address|undefined|thread   instrumented build (CUDA off); address,undefined for both
 #   OPENMP=0        no OpenMP threading in the CPU kernels
 #   BUILD=dir       output folder (default build)
 #   CI=true         warnings are errors
