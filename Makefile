@@ -4,7 +4,7 @@
 # Options (make VAR=value):
 #   CUDA=0          build without the CUDA backend even when nvcc is found
 #   CUDA_ARCH=sm_XX GPU architecture (default: detected with nvidia-smi, else sm_90)
-#   SANITIZER=address|undefined|thread   instrumented build (CUDA off)
+#   SANITIZER=address|undefined|thread   instrumented build (CUDA off); address,undefined for both
 #   OPENMP=0        no OpenMP threading in the CPU kernels
 #   BUILD=dir       output folder (default build)
 #   CI=true         warnings are errors
@@ -203,13 +203,20 @@ asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZER=address check
 ubsan: deps
 	$(MAKE) BUILD=$(BUILD)/ubsan SANITIZER=undefined check
-# Criterion cannot start under TSan (Snaipe/Criterion#274): `make tsan` runs the threaded tests of
-# tests/tsan/ instead, with OpenBLAS on one thread (its own threads are not instrumented).
-TSAN_SRCS := $(sort $(wildcard tests/tsan/*.c))
+# Criterion cannot start under TSan (Snaipe/Criterion#274): `make tsan` runs the plain programs
+# of tests/tsan/ instead (one binary each: test_threads, the shared engine state; test_pool, real
+# jobs through the scheduler, worker pool, completion queue, cancellation and drain), with
+# OpenBLAS on one thread (its own threads are not instrumented). Any TSan report fails the run.
+TSAN_SRCS := $(sort $(wildcard tests/tsan/test_*.c))
+TSAN_BINS := $(TSAN_SRCS:tests/tsan/test_%.c=$(BUILD)/tsan/tests/tsan_%)
+TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
 tsan: deps
-	$(MAKE) BUILD=$(BUILD)/tsan SANITIZER=thread $(BUILD)/tsan/tests/tsan_threads
-	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/tsan_threads
-$(BUILD)/tests/tsan_threads: $(TSAN_SRCS:%.c=$(OBJ)/%.o) $(LIB)
+	$(MAKE) BUILD=$(BUILD)/tsan SANITIZER=thread $(TSAN_BINS)
+	@set -e; for t in $(TSAN_BINS); do \
+	  echo "== $$t"; \
+	  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 TSAN_OPTIONS="$(TSAN_OPTIONS)" $$t; \
+	done
+$(BUILD)/tests/tsan_%: $(OBJ)/tests/tsan/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
