@@ -78,16 +78,16 @@ LDLIBS_ALL += $(CUDA_LIBS)
 endif
 
 # ---- sources ----
-LIB_SRCS := $(sort $(wildcard engine/*.c kernels/cpu/*.c api/*.c server/*.c))
+LIB_SRCS := $(sort $(wildcard engine/*.c engine/*/*.c kernels/cpu/*.c api/*.c server/*.c))
 LIB_SRCS := $(filter-out server/main.c,$(LIB_SRCS))
 CU_SRCS := $(if $(filter 1,$(HAVE_CUDA)),$(sort $(wildcard kernels/cuda/*.cu)))
-UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/kernels/cpu/*.c \
+UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/engine/*/*.c tests/kernels/cpu/*.c \
                                tests/api/*.c tests/server/*.c))
 GPU_TEST_SRCS := $(sort $(wildcard tests/kernels/cuda/*.c))
 # The GPU op test needs only tensors, the backends and the kernels: no jansson, which the GPU
 # machine lacks headers for.
-CORE_SRCS := engine/backend_cpu.c engine/backend_cuda.c engine/error.c engine/log.c engine/ops.c \
-             engine/tensor.c $(sort $(wildcard kernels/cpu/*.c))
+CORE_SRCS := engine/backend/backend_cpu.c engine/backend/backend_cuda.c engine/core/error.c engine/core/log.c engine/backend/ops.c \
+             engine/backend/tensor.c $(sort $(wildcard kernels/cpu/*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 OBJ = $(BUILD)/obj

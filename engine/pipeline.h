@@ -18,8 +18,8 @@
 
 #include <stdint.h>
 
-#include "engine/backend.h"
-#include "engine/config.h"
+#include "engine/backend/backend.h"
+#include "engine/io/config.h"
 
 typedef struct eng_pipeline eng_pipeline;
 
@@ -73,7 +73,7 @@ typedef struct eng_gen_item {
     const char *prompt;          /* UTF-8, required */
     const char *negative_prompt; /* NULL means "" (still encoded, as diffusers does) */
     float guidance;              /* <= 1: no unconditional pass for this image */
-    uint64_t seed;               /* initial latents from the project RNG (engine/rng.h) */
+    uint64_t seed;               /* initial latents from the project RNG (engine/core/rng.h) */
     const float *latents;        /* optional host [C, H/8, W/8]: used instead of the seed */
 } eng_gen_item;
 

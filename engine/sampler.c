@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 
 /* ---- the sigma schedule ---- */
 

@@ -22,11 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/backend.h"
-#include "engine/config.h"
-#include "engine/mmdit.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
+#include "engine/backend/backend.h"
+#include "engine/io/config.h"
+#include "engine/models/mmdit.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
 #include "engine/sampler.h"
 
 /* The random model's shape: a preset of --preset. */

@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/backend.h"
+#include "engine/backend/backend.h"
 #include "engine/pipeline.h"
 #include "engine/sampler.h"
-#include "engine/tensor.h"
+#include "engine/backend/tensor.h"
 #include "server/image_encode.h"
 #include "server/models.h"
 

@@ -7,7 +7,7 @@
  */
 #include "server/cmd_info.h"
 #include "server/cli.h"
-#include "engine/fsutil.h"
+#include "engine/core/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,10 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/config.h"
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/backend/tensor.h"
 
 #define N_DTYPES 4 /* ENG_DTYPE_F32 .. ENG_DTYPE_I32 */
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/linearize.h"
+#include "engine/models/linearize.h"
 
 static void usage(FILE *f)
 {

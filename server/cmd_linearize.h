@@ -1,6 +1,6 @@
 /*
  * cmd_linearize.h - `tttd linearize IN_DIR OUT_DIR --map MAP [--seed N] [--force]`: makes a TTT
- * checkpoint from a softmax SD3 checkpoint (engine/linearize.h does the work and documents the
+ * checkpoint from a softmax SD3 checkpoint (engine/models/linearize.h does the work and documents the
  * output) and prints a summary: the modules linearized, the new tensors and parameters.
  */
 #ifndef TTTD_SERVER_CMD_LINEARIZE_H

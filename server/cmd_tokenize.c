@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/error.h"
-#include "engine/tokenizer.h"
+#include "engine/core/error.h"
+#include "engine/text/tokenizer.h"
 
 /* SD3's pipeline: CLIP rows of 77, T5 rows of 256. */
 enum { CLIP_LEN = 77, T5_LEN = 256, MAX_LEN_LIMIT = 1 << 20 };

@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "engine/log.h"
+#include "engine/core/log.h"
 #include "server/worker.h"
 
 #define SSE_BLOCK 16384

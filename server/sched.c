@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/log.h"
+#include "engine/core/error.h"
+#include "engine/core/log.h"
 
 #define TICK_MS 100
 #define MAX_KEPT_JOBS 10000

@@ -2,7 +2,7 @@
  * k_cpu.h - the CPU kernels: portable C11 over raw float pointers, the readable
  * reference that the CUDA kernels are checked against.
  *
- * This layer knows nothing of tensors or the engine: callers (engine/backend_cpu.c)
+ * This layer knows nothing of tensors or the engine: callers (engine/backend/backend_cpu.c)
  * have already checked shapes. Shape letters: B = batch, N = tokens, C = channels,
  * M = rows, K = input features, O = output features, H/W = height/width,
  * h = heads, d = head dim. Arrays are contiguous, row-major.
@@ -103,7 +103,7 @@ void k_cpu_permute(void *y, const void *x, int ndim, const int64_t *shape, const
                    int elem_size);
 
 /*
- * The TTT inner model (engine/backend.h, eng_op_ttt) per sample and head: q, k, v, o [B, N, h*d];
+ * The TTT inner model (engine/backend/backend.h, eng_op_ttt) per sample and head: q, k, v, o [B, N, h*d];
  * w1, w2 [h, d, d]. Returns 0, or -1 when scratch memory cannot be allocated.
  */
 int k_cpu_ttt(float *o, const float *q, const float *k, const float *v, const float *w1,

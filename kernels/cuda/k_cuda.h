@@ -3,7 +3,7 @@
  * counterpart of kernels/cpu/k_cpu.h (same shapes, same meaning, checked against it by
  * tests/kernels/cuda/test_gpu_ops.c).
  *
- * This layer knows nothing of tensors or the engine: callers (engine/backend_cuda.c) have
+ * This layer knows nothing of tensors or the engine: callers (engine/backend/backend_cuda.c) have
  * already checked shapes and dtypes. Shape letters: B = batch, N = tokens, C = channels,
  * M = rows, K = input features, O = output features, H/W = height/width, h = heads,
  * d = head dim. Arrays are contiguous, row-major, in device memory.
@@ -219,7 +219,7 @@ int k_cuda_permute(cudaStream_t s, size_t esize, void *y, const void *x, int ndi
                    const int64_t *shape, const int *perm);
 
 /*
- * The TTT inner model (engine/backend.h, eng_op_ttt; kernels/cpu/ttt.c is the reference) per
+ * The TTT inner model (engine/backend/backend.h, eng_op_ttt; kernels/cpu/ttt.c is the reference) per
  * sample and head: q, k, v, o [B, N, h*d], w1, w2 [h, d, d], all in dtype dt; every step in
  * fp32 (cuBLAS, no TF32), scratch from ctx.
  */

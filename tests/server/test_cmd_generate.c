@@ -20,7 +20,7 @@
 #include <spng.h>
 #include <turbojpeg.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "server/cmd_generate.h"
 
 #define MODEL "tests/fixtures/tiny_model"

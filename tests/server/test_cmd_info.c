@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "server/cmd_info.h"
 #include "tests/common/test_util.h"
 

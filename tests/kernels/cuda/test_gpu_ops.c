@@ -1,7 +1,7 @@
 /*
  * test_gpu_ops.c - the CUDA backend against the CPU backend, op by op (`make test-gpu`).
  *
- * A table of op cases (every op of engine/backend.h, several shapes each: tiny, odd and
+ * A table of op cases (every op of engine/backend/backend.h, several shapes each: tiny, odd and
  * SD3.5-sized). Each case runs in F32 and in BF16 on the CUDA backend, through the same
  * eng_op_* front end as the engine, against an F32 reference from the CPU backend. Inputs are
  * fresh seeded random values per case and mode, never zeros; in BF16 mode they are rounded to
@@ -21,8 +21,8 @@
  * The last line is "N passed, N failed"; the exit status is non-zero on any failure.
  * Standalone on purpose (no test framework: the GPU machine has none).
  */
-#include "engine/backend.h"
-#include "engine/backend_cuda.h"
+#include "engine/backend/backend.h"
+#include "engine/backend/backend_cuda.h"
 #include "kernels/cpu/k_cpu.h"
 #include "kernels/cuda/k_cuda.h"
 
