@@ -278,7 +278,7 @@ static int cuda_conv2d(eng_backend *be, eng_tensor *y, const eng_tensor *x, cons
                        const eng_tensor *b, const eng_conv2d_params *p, eng_error *err)
 {
     DT("conv2d", y);
-    k_cuda_conv2d_shape s = {
+    k_conv2d_shape s = {
         .B = x->shape[0], .C_in = x->shape[1], .H = x->shape[2], .W = x->shape[3],
         .C_out = w->shape[0], .kh = w->shape[2], .kw = w->shape[3],
         .stride_h = p->stride_h, .stride_w = p->stride_w,
@@ -355,6 +355,11 @@ void *eng_backend_cuda_stream(eng_backend *be)
     return be && be->kind == ENG_DEVICE_CUDA && be->ctx ? (void *)stream_of(be) : NULL;
 }
 
+void *eng_backend_cuda_kernels(eng_backend *be)
+{
+    return be && be->kind == ENG_DEVICE_CUDA && be->ctx ? (void *)kctx(be) : NULL;
+}
+
 eng_backend *eng_backend_cuda_create(int device, eng_error *err)
 {
     eng_backend *be = NULL;
@@ -427,6 +432,12 @@ int eng_backend_cuda_available(void)
 }
 
 void *eng_backend_cuda_stream(eng_backend *be)
+{
+    (void)be;
+    return NULL;
+}
+
+void *eng_backend_cuda_kernels(eng_backend *be)
 {
     (void)be;
     return NULL;

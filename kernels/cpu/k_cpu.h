@@ -17,6 +17,8 @@
 
 #include <stdint.h>
 
+#include "kernels/k_types.h"
+
 /* Conversions. bf16/f16 are raw uint16_t bit patterns; float -> half rounds to nearest even,
  * keeps NaN a NaN and saturates nothing (overflow -> inf, as IEEE does). */
 void k_cpu_f32_to_bf16(uint16_t *y, const float *x, int64_t n);
@@ -63,15 +65,6 @@ void k_cpu_concat_tokens(float *y, const float *a, const float *b, int64_t B, in
                          int64_t Nb, int64_t C);
 void k_cpu_split_tokens(float *a, float *b, const float *y, int64_t B, int64_t Na, int64_t Nb,
                         int64_t C);
-
-typedef struct k_conv2d_shape {
-    int64_t B, C_in, H, W;     /* input */
-    int64_t C_out, kh, kw;     /* weight [C_out, C_in / groups, kh, kw] */
-    int64_t stride_h, stride_w;
-    int64_t pad_h, pad_w;
-    int64_t groups;
-    int64_t H_out, W_out;      /* (H + 2 pad_h - kh) / stride_h + 1, likewise W */
-} k_conv2d_shape;
 
 /* y[B, C_out, H_out, W_out]; b may be NULL. Returns 0, or -1 when scratch memory
  * (im2col) cannot be allocated. */
