@@ -101,7 +101,7 @@ BIN := $(BUILD)/tttd
 UNIT_BIN := $(BUILD)/tests/unit
 GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit)
 
-.PHONY: all run test check unit contract test-model test-web load test-gpu bench deps fuzz fuzz-build asan ubsan tsan fixtures clean
+.PHONY: all run test check unit contract test-model test-web load test-gpu bench dev-cuda deps fuzz fuzz-build asan ubsan tsan fixtures clean
 
 all: $(BIN)
 
@@ -198,6 +198,18 @@ $(BUILD)/tests/gpu_mmdit: $(GPU_E2E_SRCS:%.c=$(OBJ)/%.o) $(LIB)
 
 bench: $(BIN)
 	$(BIN) bench --cpu
+
+# Kernel versions under development (kernels/cuda/dev/README.md): one program per op, each version
+# checked against the CPU reference and timed. Built with nvcc; run on a GPU machine.
+DEV_CUDA_SRCS := $(sort $(wildcard kernels/cuda/dev/*.cu))
+dev-cuda: $(DEV_CUDA_SRCS:kernels/cuda/dev/%.cu=$(BUILD)/dev/%)
+DEV_CUDA_DEPS = $(CU_SRCS:%.cu=$(OBJ)/%.cu.o) $(patsubst %.c,$(OBJ)/%.o,$(wildcard kernels/cpu/*.c))
+$(OBJ)/kernels/cuda/dev/%.cu.o: kernels/cuda/dev/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+$(BUILD)/dev/%: $(OBJ)/kernels/cuda/dev/%.cu.o $(DEV_CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(BLAS_LIBS) -lm -pthread $(CUDA_LIBS)
 
 asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZER=address check
