@@ -180,25 +180,51 @@ static int load_json(const char *dir, const char *name, json_t **out, eng_error 
     return 0;
 }
 
+/* Builds t from what tokenizer.json describes (tokenizer_json.c reads it; path names it). */
+static int from_desc(eng_tokenizer *t, tok_desc *d, const char *path, eng_error *err)
+{
+    t->kind = d->kind;
+    t->bpe = d->bpe;
+    t->unigram = d->unigram;
+    t->norms = d->norms;
+    t->n_norms = d->n_norms;
+    t->pretoks = d->pretoks;
+    t->n_pretoks = d->n_pretoks;
+    t->prefix = d->prefix;
+    t->n_prefix = d->n_prefix;
+    t->suffix = d->suffix;
+    t->n_suffix = d->n_suffix;
+    for (size_t i = 0; i < d->n_added; i++) {
+        const tok_added *a = &d->added[i];
+        int rc = tok_add_token(t, a->content, a->id, a->lstrip, a->rstrip, a->single_word,
+                               a->normalized, a->special, err);
+        if (rc) {
+            eng_error_prefix(err, "%s", path);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int load_model(eng_tokenizer *t, const char *dir, eng_error *err)
 {
     char p1[4096], p2[4096];
     snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
     if (eng_is_file(p1)) {
         json_t *root;
-        int rc = load_json(dir, "tokenizer.json", &root, err);
-        if (rc != 0)
-            return rc;
-        rc = tok_json_load(t, root, p1, err);
+        tok_desc d;
+        ENG_TRY(load_json(dir, "tokenizer.json", &root, err));
+        int rc = tok_json_load(&d, root, p1, &t->arena, err);
         json_decref(root);
-        return rc;
+        ENG_TRY(rc);
+        return from_desc(t, &d, p1, err);
     }
     snprintf(p1, sizeof p1, "%s/vocab.json", dir);
     snprintf(p2, sizeof p2, "%s/merges.txt", dir);
     if (eng_is_file(p1) && eng_is_file(p2)) {
         t->kind = ENG_TOKENIZER_BPE;
-        int rc = tok_bpe_from_files(&t->bpe, p1, p2, &t->arena, err);
-        return rc != 0 ? rc : tok_clip_default_pipeline(t, err);
+        ENG_TRY(tok_bpe_from_files(&t->bpe, p1, p2, &t->arena, err));
+        return tok_clip_default_pipeline(t, err);
     }
     snprintf(p1, sizeof p1, "%s/spiece.model", dir);
     if (eng_is_file(p1))
