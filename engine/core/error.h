@@ -1,9 +1,20 @@
 /*
- * error.h - error codes and messages shared by the engine.
+ * error.h - the engine's one error type and its one way to propagate errors.
  *
  * Engine functions return 0 on success or a negative ENG_E* code, and fill an
  * optional eng_error with a message that names the thing at fault (file,
  * tensor, field) and what was expected. Passing err == NULL is always allowed.
+ *
+ * The codes live in their own range, -1001 and below, so that none of them can be
+ * mistaken for a -errno value (Linux errno values stay far below 1000); eng_strerror
+ * names them. The server maps them to its replies and exit statuses in one place
+ * (server/errmap.c).
+ *
+ * Propagation, everywhere in the engine: a function that holds nothing to release
+ * writes ENG_TRY(step) for each step; a function that owns resources declares
+ * `int rc = 0;`, writes ENG_TRY_DONE(step), and releases them in reverse order
+ * under its `done:` label (libuv's goto unwind). No `(rc = a) || (rc = b)` chains
+ * and no file-local STEP macros.
  */
 #ifndef TTTD_ENGINE_ERROR_H
 #define TTTD_ENGINE_ERROR_H
@@ -12,14 +23,14 @@
 
 enum {
     ENG_OK = 0,
-    ENG_EINVAL = -1,       /* bad argument: shape, dtype, range */
-    ENG_ENOMEM = -2,       /* an allocation failed */
-    ENG_EIO = -3,          /* open/read/write/mmap failed */
-    ENG_EFORMAT = -4,      /* a file's content is malformed */
-    ENG_ENOTFOUND = -5,    /* a file, key or tensor is missing */
-    ENG_EUNSUPPORTED = -6, /* valid but not implemented (dtype, op on a backend) */
-    ENG_EDEVICE = -7,      /* a device (CUDA) call failed */
-    ENG_ECANCELED = -8,    /* work was canceled by the caller */
+    ENG_EINVAL = -1001,       /* bad argument: shape, dtype, range */
+    ENG_ENOMEM = -1002,       /* an allocation failed */
+    ENG_EIO = -1003,          /* open/read/write/mmap failed */
+    ENG_EFORMAT = -1004,      /* a file's content is malformed */
+    ENG_ENOTFOUND = -1005,    /* a file, key or tensor is missing */
+    ENG_EUNSUPPORTED = -1006, /* valid but not implemented (dtype, op on a backend) */
+    ENG_EDEVICE = -1007,      /* a device (CUDA) call failed */
+    ENG_ECANCELED = -1008,    /* work was canceled by the caller */
 };
 
 typedef struct eng_error {

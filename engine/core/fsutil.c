@@ -215,31 +215,28 @@ int eng_copy_tree(const char *src, const char *dst, eng_skip_fn skip, uint64_t *
     DIR *dir = opendir(src);
     if (!dir)
         return eng_error_set(err, ENG_EIO, "%s: cannot open folder: %s", src, strerror(errno));
-    while (rc == 0 && (e = readdir(dir)) != NULL) {
+    while ((e = readdir(dir)) != NULL) {
         struct stat sb;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        if ((rc = eng_path_join(s, sizeof s, src, e->d_name, err)) != 0 ||
-            (rc = eng_path_join(d, sizeof d, dst, e->d_name, err)) != 0)
-            break;
-        if (stat(s, &sb) != 0) {
-            rc = eng_error_set(err, ENG_EIO, "%s: %s", s, strerror(errno));
-            break;
-        }
+        ENG_TRY_DONE(eng_path_join(s, sizeof s, src, e->d_name, err));
+        ENG_TRY_DONE(eng_path_join(d, sizeof d, dst, e->d_name, err));
+        if (stat(s, &sb) != 0)
+            ENG_TRY_DONE(eng_error_set(err, ENG_EIO, "%s: %s", s, strerror(errno)));
         int folder = S_ISDIR(sb.st_mode);
         if ((skip && skip(e->d_name, folder)) || (folder && strcmp(e->d_name, ".git") == 0))
             continue;
         if (folder) {
             if (mkdir(d, 0755) != 0 && errno != EEXIST)
-                rc = eng_error_set(err, ENG_EIO, "%s: cannot create folder: %s", d,
-                                   strerror(errno));
-            else
-                rc = eng_copy_tree(s, d, NULL, count, err);
+                ENG_TRY_DONE(eng_error_set(err, ENG_EIO, "%s: cannot create folder: %s", d,
+                                           strerror(errno)));
+            ENG_TRY_DONE(eng_copy_tree(s, d, NULL, count, err));
         } else if (S_ISREG(sb.st_mode)) {
-            rc = eng_copy_file(s, d, err);
-            *count += rc == 0;
+            ENG_TRY_DONE(eng_copy_file(s, d, err));
+            *count += 1;
         }
     }
+done:
     closedir(dir);
     return rc;
 }

@@ -103,27 +103,25 @@ static int walk_model(clip_walk *w)
 static int load_weights(eng_clip *m, const char *dir, eng_error *err)
 {
     eng_safetensors *st = NULL;
-    int rc = eng_safetensors_open_dir(&st, dir, err);
-    if (rc)
-        return rc;
-    rc = eng_weights_init(&m->weights, st, dir, m->be, m->dtype, err);
     clip_walk w = {m, 0, err};
-    if (!rc)
-        rc = walk_model(&w);
-    if (!rc)
-        rc = eng_weights_load(m->weights, err);
+    int rc = 0;
+
+    ENG_TRY(eng_safetensors_open_dir(&st, dir, err));
+    ENG_TRY_DONE(eng_weights_init(&m->weights, st, dir, m->be, m->dtype, err));
+    ENG_TRY_DONE(walk_model(&w));
+    ENG_TRY_DONE(eng_weights_load(m->weights, err));
+done:
     eng_safetensors_close(st);
+    ENG_TRY(rc);
     w.bind = 1;
-    if (!rc)
-        rc = walk_model(&w);
-    return rc;
+    return walk_model(&w);
 }
 
 int eng_clip_load(eng_clip **out, const char *dir, eng_backend *be, eng_dtype dtype,
                   eng_error *err)
 {
     char path[4096];
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!dir || !be)
@@ -135,20 +133,16 @@ int eng_clip_load(eng_clip **out, const char *dir, eng_backend *be, eng_dtype dt
     m->dtype = dtype;
     eng_arena_init(&m->arena, be);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    rc = eng_config_load_clip_text(path, &m->cfg, err);
-    if (!rc) {
-        m->layers = calloc((size_t)m->cfg.num_hidden_layers, sizeof *m->layers);
-        if (!m->layers)
-            rc = eng_error_set(err, ENG_ENOMEM, "clip: out of memory");
-    }
-    if (!rc)
-        rc = load_weights(m, dir, err);
-    if (rc) {
-        eng_clip_free(m);
-        return rc;
-    }
+    ENG_TRY_DONE(eng_config_load_clip_text(path, &m->cfg, err));
+    m->layers = calloc((size_t)m->cfg.num_hidden_layers, sizeof *m->layers);
+    if (!m->layers)
+        ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "clip: out of memory"));
+    ENG_TRY_DONE(load_weights(m, dir, err));
     *out = m;
-    return 0;
+done:
+    if (rc)
+        eng_clip_free(m);
+    return rc;
 }
 
 void eng_clip_free(eng_clip *m)
@@ -224,34 +218,28 @@ static int layer_forward(eng_clip *m, const clip_layer *l, eng_tensor *x, eng_er
     eng_tensor h, q, k, v, a, f;
     int rc = 0;
 
-#define STEP(expr)                                                                                 \
-    do {                                                                                           \
-        if (!rc)                                                                                   \
-            rc = (expr);                                                                           \
-    } while (0)
-    STEP(act(m, &h, ENG_SHAPE(B, N, C), err));
-    STEP(act(m, &q, ENG_SHAPE(B, N, C), err));
-    STEP(act(m, &k, ENG_SHAPE(B, N, C), err));
-    STEP(act(m, &v, ENG_SHAPE(B, N, C), err));
-    STEP(act(m, &a, ENG_SHAPE(B, N, C), err));
-    STEP(act(m, &f, ENG_SHAPE(B, N, c->intermediate_size), err));
+    ENG_TRY_DONE(act(m, &h, ENG_SHAPE(B, N, C), err));
+    ENG_TRY_DONE(act(m, &q, ENG_SHAPE(B, N, C), err));
+    ENG_TRY_DONE(act(m, &k, ENG_SHAPE(B, N, C), err));
+    ENG_TRY_DONE(act(m, &v, ENG_SHAPE(B, N, C), err));
+    ENG_TRY_DONE(act(m, &a, ENG_SHAPE(B, N, C), err));
+    ENG_TRY_DONE(act(m, &f, ENG_SHAPE(B, N, c->intermediate_size), err));
 
-    STEP(eng_op_layer_norm(&h, x, l->ln1_w, l->ln1_b, eps, err));
-    STEP(eng_op_linear(&q, &h, l->q_w, l->q_b, err));
-    STEP(eng_op_linear(&k, &h, l->k_w, l->k_b, err));
-    STEP(eng_op_linear(&v, &h, l->v_w, l->v_b, err));
+    ENG_TRY_DONE(eng_op_layer_norm(&h, x, l->ln1_w, l->ln1_b, eps, err));
+    ENG_TRY_DONE(eng_op_linear(&q, &h, l->q_w, l->q_b, err));
+    ENG_TRY_DONE(eng_op_linear(&k, &h, l->k_w, l->k_b, err));
+    ENG_TRY_DONE(eng_op_linear(&v, &h, l->v_w, l->v_b, err));
     eng_attention_params p = {c->num_attention_heads, 1.0f / sqrtf((float)c->head_dim), 1};
-    STEP(eng_op_attention(&a, &q, &k, &v, NULL, &p, err));
-    STEP(eng_op_linear(&h, &a, l->o_w, l->o_b, err));
-    STEP(eng_op_add(x, x, &h, err));
+    ENG_TRY_DONE(eng_op_attention(&a, &q, &k, &v, NULL, &p, err));
+    ENG_TRY_DONE(eng_op_linear(&h, &a, l->o_w, l->o_b, err));
+    ENG_TRY_DONE(eng_op_add(x, x, &h, err));
 
-    STEP(eng_op_layer_norm(&h, x, l->ln2_w, l->ln2_b, eps, err));
-    STEP(eng_op_linear(&f, &h, l->fc1_w, l->fc1_b, err));
-    STEP(eng_op_act(&f, &f, c->hidden_act, err));
-    STEP(eng_op_linear(&h, &f, l->fc2_w, l->fc2_b, err));
-    STEP(eng_op_add(x, x, &h, err));
-#undef STEP
-
+    ENG_TRY_DONE(eng_op_layer_norm(&h, x, l->ln2_w, l->ln2_b, eps, err));
+    ENG_TRY_DONE(eng_op_linear(&f, &h, l->fc1_w, l->fc1_b, err));
+    ENG_TRY_DONE(eng_op_act(&f, &f, c->hidden_act, err));
+    ENG_TRY_DONE(eng_op_linear(&h, &f, l->fc2_w, l->fc2_b, err));
+    ENG_TRY_DONE(eng_op_add(x, x, &h, err));
+done:
     eng_arena_release(&m->arena, mark);
     return rc;
 }
@@ -399,18 +387,17 @@ int eng_clip_encode_ex(eng_clip *m, const eng_tensor *ids, const eng_clip_output
                        eng_error *err)
 {
     int32_t *host = NULL, *owned = NULL;
-    int rc;
+    int rc = 0;
 
     if (!m || !o)
         return eng_error_set(err, ENG_EINVAL, "clip: NULL model or outputs");
     ENG_TRY(check_ids(m, ids, err));
     ENG_TRY(check_outputs(m, o, ids->shape[0], ids->shape[1], err));
-    rc = host_ids(ids, &host, &owned, err);
-    if (!rc) {
-        eng_arena_mark mark = eng_arena_get_mark(&m->arena);
-        rc = encode(m, ids, host, o, err);
-        eng_arena_release(&m->arena, mark);
-    }
+    eng_arena_mark mark = eng_arena_get_mark(&m->arena);
+    ENG_TRY_DONE(host_ids(ids, &host, &owned, err));
+    ENG_TRY_DONE(encode(m, ids, host, o, err));
+done:
+    eng_arena_release(&m->arena, mark);
     free(owned);
     if (rc)
         eng_error_prefix(err, "clip");

@@ -52,12 +52,14 @@ static int remove_stale_weights(const char *dir, eng_error *err)
     DIR *d = opendir(dir);
     if (!d)
         return 0; /* nothing there yet */
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        if (!is_weight_file(e->d_name) || (rc = eng_path_join(p, sizeof p, dir, e->d_name, err)) != 0)
+    while ((e = readdir(d)) != NULL) {
+        if (!is_weight_file(e->d_name))
             continue;
+        ENG_TRY_DONE(eng_path_join(p, sizeof p, dir, e->d_name, err));
         if (!eng_is_dir(p) && unlink(p) != 0)
-            rc = eng_error_set(err, ENG_EIO, "%s: cannot remove: %s", p, strerror(errno));
+            ENG_TRY_DONE(eng_error_set(err, ENG_EIO, "%s: cannot remove: %s", p, strerror(errno)));
     }
+done:
     closedir(d);
     return rc;
 }
@@ -159,23 +161,21 @@ static int add_module(lin_job *j, const lin_module *m, eng_st_writer *w, eng_err
         cap = 9LL * j->cfg.inner_dim;
     float *vals = malloc((size_t)cap * sizeof *vals);
     void *raw = malloc((size_t)cap * sizeof(float));
-    int rc = vals && raw ? 0 : eng_error_set(err, ENG_ENOMEM, "%s: out of memory", m->name);
-    for (int p = 0; p < ENG_TTT_NUM_PARAMS && rc == 0; p++) {
+    int rc = 0;
+    if (!vals || !raw)
+        ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "%s: out of memory", m->name));
+    for (int p = 0; p < ENG_TTT_NUM_PARAMS; p++) {
         char name[128];
         int ndim = eng_ttt_param_shape(&j->cfg, (eng_ttt_param)p, shape);
         int64_t n = numel(ndim, shape);
         snprintf(name, sizeof name, "%s.%s", m->name, eng_ttt_param_suffix(p));
-        rc = eng_linearize_init_param(&j->cfg, j->opts->seed, m->block, m->attn2,
-                                      (eng_ttt_param)p, vals, n, err);
-        if (rc == 0)
-            rc = to_dtype(raw, vals, n, m->anchor->dtype);
-        if (rc == 0)
-            rc = eng_st_writer_add(w, name, m->anchor->dtype, ndim, shape, raw, err);
-        if (rc == 0) {
-            j->rep->new_tensors++;
-            j->rep->new_params += (uint64_t)n;
-        }
-        if (rc == 0 && j->index) {
+        ENG_TRY_DONE(eng_linearize_init_param(&j->cfg, j->opts->seed, m->block, m->attn2,
+                                              (eng_ttt_param)p, vals, n, err));
+        ENG_TRY_DONE(to_dtype(raw, vals, n, m->anchor->dtype));
+        ENG_TRY_DONE(eng_st_writer_add(w, name, m->anchor->dtype, ndim, shape, raw, err));
+        j->rep->new_tensors++;
+        j->rep->new_params += (uint64_t)n;
+        if (j->index) {
             json_t *wm = json_object_get(j->index, "weight_map");
             json_t *ts = json_object_get(json_object_get(j->index, "metadata"), "total_size");
             json_object_set_new(wm, name, json_string(rel_name(j, m->anchor->file)));
@@ -184,6 +184,7 @@ static int add_module(lin_job *j, const lin_module *m, eng_st_writer *w, eng_err
                 json_integer_set(ts, json_integer_value(ts) + bytes);
         }
     }
+done:
     free(vals);
     free(raw);
     return rc;
@@ -197,44 +198,38 @@ static int write_weight_file(lin_job *j, const char *file, eng_error *err)
     char out[PATH_MAX], seed[32];
     const char *rel = rel_name(j, file), *key;
     json_t *meta = NULL, *v;
-    int rc = eng_path_join(out, sizeof out, j->tr_out, rel, err);
-    if (rc == 0 && strchr(rel, '/')) { /* a shard in a subfolder of the index's folder */
+    int rc = 0;
+    ENG_TRY(eng_path_join(out, sizeof out, j->tr_out, rel, err));
+    if (strchr(rel, '/')) { /* a shard in a subfolder of the index's folder */
         char sub[PATH_MAX];
         snprintf(sub, sizeof sub, "%.*s", (int)(strrchr(out, '/') - out), out);
-        rc = eng_mkdir_p(sub, err);
+        ENG_TRY(eng_mkdir_p(sub, err));
     }
-    if (rc == 0)
-        rc = eng_st_writer_init(&w, err);
-    for (size_t i = 0; rc == 0 && i < eng_safetensors_count(j->st); i++) {
+    ENG_TRY(eng_st_writer_init(&w, err));
+    for (size_t i = 0; i < eng_safetensors_count(j->st); i++) {
         const eng_st_tensor *t = eng_safetensors_at(j->st, i);
         if (t->file != file)
             continue;
-        rc = eng_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, err);
-        if (rc == 0) {
-            j->rep->copied_tensors++;
-            j->rep->copied_params += (uint64_t)(t->nbytes / eng_dtype_size(t->dtype));
-        }
+        ENG_TRY_DONE(eng_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, err));
+        j->rep->copied_tensors++;
+        j->rep->copied_params += (uint64_t)(t->nbytes / eng_dtype_size(t->dtype));
     }
-    for (int m = 0; rc == 0 && m < j->nmods; m++)
+    for (int m = 0; m < j->nmods; m++)
         if (j->mods[m].anchor->file == file)
-            rc = add_module(j, &j->mods[m], w, err);
-    meta = rc == 0 ? file_metadata(file) : NULL;
+            ENG_TRY_DONE(add_module(j, &j->mods[m], w, err));
+    meta = file_metadata(file);
     json_object_foreach(meta, key, v) {
-        if (rc == 0 && json_is_string(v) && strncmp(key, META_PREFIX, strlen(META_PREFIX)) != 0)
-            rc = eng_st_writer_set_metadata(w, key, json_string_value(v), err);
+        if (json_is_string(v) && strncmp(key, META_PREFIX, strlen(META_PREFIX)) != 0)
+            ENG_TRY_DONE(eng_st_writer_set_metadata(w, key, json_string_value(v), err));
     }
-    json_decref(meta);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)j->opts->seed);
-    if (rc == 0)
-        rc = eng_st_writer_set_metadata(w, META_PREFIX "seed", seed, err);
-    if (rc == 0)
-        rc = eng_st_writer_set_metadata(w, META_PREFIX "map", j->opts->map, err);
-    if (rc == 0)
-        rc = eng_st_writer_set_metadata(w, META_PREFIX "modules", j->modules_csv, err);
-    if (rc == 0)
-        rc = eng_st_writer_write(w, out, err);
-    if (rc == 0)
-        j->rep->weight_files++;
+    ENG_TRY_DONE(eng_st_writer_set_metadata(w, META_PREFIX "seed", seed, err));
+    ENG_TRY_DONE(eng_st_writer_set_metadata(w, META_PREFIX "map", j->opts->map, err));
+    ENG_TRY_DONE(eng_st_writer_set_metadata(w, META_PREFIX "modules", j->modules_csv, err));
+    ENG_TRY_DONE(eng_st_writer_write(w, out, err));
+    j->rep->weight_files++;
+done:
+    json_decref(meta);
     eng_st_writer_free(w);
     return rc;
 }
@@ -311,29 +306,24 @@ static int load_index(lin_job *j, eng_error *err)
 static int find_transformer(const char *in_dir, lin_job *j, eng_error *err)
 {
     char p[PATH_MAX];
-    int rc;
     if (!eng_is_dir(in_dir))
         return eng_error_set(err, ENG_ENOTFOUND, "%s: no such folder", in_dir);
-    if ((rc = eng_path_join(p, sizeof p, in_dir, "model_index.json", err)) != 0)
-        return rc;
+    ENG_TRY(eng_path_join(p, sizeof p, in_dir, "model_index.json", err));
     if (eng_is_file(p)) {
         eng_model_index idx;
-        if ((rc = eng_model_index_load(p, &idx, err)) != 0)
-            return rc;
+        ENG_TRY(eng_model_index_load(p, &idx, err));
         int has = eng_model_index_find(&idx, "transformer") != NULL;
         eng_model_index_free(&idx);
         if (!has)
             return eng_error_set(err, ENG_ENOTFOUND, "%s: the pipeline has no transformer", p);
         j->rep->is_pipeline = 1;
-        if ((rc = eng_path_join(j->tr_in, sizeof j->tr_in, in_dir, "transformer", err)) != 0)
-            return rc;
+        ENG_TRY(eng_path_join(j->tr_in, sizeof j->tr_in, in_dir, "transformer", err));
         if (!eng_is_dir(j->tr_in))
             return eng_error_set(err, ENG_ENOTFOUND,
                                  "%s: no such folder (model_index.json lists it)", j->tr_in);
         return 0;
     }
-    if ((rc = eng_path_join(p, sizeof p, in_dir, "config.json", err)) != 0)
-        return rc;
+    ENG_TRY(eng_path_join(p, sizeof p, in_dir, "config.json", err));
     if (!eng_is_file(p)) {
         char q[PATH_MAX];
         int sub = eng_path_join(q, sizeof q, in_dir, "transformer/config.json", NULL) == 0 && eng_is_file(q);
@@ -366,42 +356,53 @@ static int check_out_dir(const char *in_dir, const char *out_dir, int force, eng
     return 0;
 }
 
+/* Writes the updated shard index beside the weight files (same name as the input's). */
+static int write_index(lin_job *j, eng_error *err)
+{
+    char p[PATH_MAX];
+    const char *slash = strrchr(j->index_in, '/');
+    char *dump = json_dumps(j->index, JSON_INDENT(2) | JSON_SORT_KEYS);
+    int rc = 0;
+    ENG_TRY_DONE(eng_path_join(p, sizeof p, j->tr_out, slash ? slash + 1 : j->index_in, err));
+    if (!dump)
+        ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "%s: out of memory", p));
+    ENG_TRY_DONE(eng_write_file(p, dump, strlen(dump), err));
+done:
+    free(dump);
+    return rc;
+}
+
 static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *err)
 {
     const eng_linearize_opts *o = j->opts;
     char cfg_in[PATH_MAX], cfg_out[PATH_MAX], *text = NULL, *new_text = NULL;
     size_t len = 0;
     uint64_t other = 0;
-    int rc;
+    int rc = 0;
 
     /* Checks, before anything is written. */
-    if ((rc = find_transformer(in_dir, j, err)) != 0 ||
-        (rc = eng_path_join(cfg_in, sizeof cfg_in, j->tr_in, "config.json", err)) != 0 ||
-        (rc = eng_read_file(cfg_in, &text, &len, err)) != 0)
-        return rc;
+    ENG_TRY(find_transformer(in_dir, j, err));
+    ENG_TRY(eng_path_join(cfg_in, sizeof cfg_in, j->tr_in, "config.json", err));
+    ENG_TRY(eng_read_file(cfg_in, &text, &len, err));
     rc = eng_linearize_resolve_map(text, len, cfg_in, o->map, &new_text, &j->cfg, err);
     free(text);
-    if (rc)
-        return rc;
-    if ((rc = eng_safetensors_open_dir(&j->st, j->tr_in, err)) != 0 ||
-        (rc = load_index(j, err)) != 0 || (rc = check_modules(j, err)) != 0 ||
-        (rc = check_out_dir(in_dir, out_dir, o->force, err)) != 0)
-        goto out;
+    ENG_TRY(rc);
+    ENG_TRY_DONE(eng_safetensors_open_dir(&j->st, j->tr_in, err));
+    ENG_TRY_DONE(load_index(j, err));
+    ENG_TRY_DONE(check_modules(j, err));
+    ENG_TRY_DONE(check_out_dir(in_dir, out_dir, o->force, err));
 
     /* The folders and the verbatim copies. */
     if (j->rep->is_pipeline)
-        rc = eng_path_join(j->tr_out, sizeof j->tr_out, out_dir, "transformer", err);
+        ENG_TRY_DONE(eng_path_join(j->tr_out, sizeof j->tr_out, out_dir, "transformer", err));
     else
         snprintf(j->tr_out, sizeof j->tr_out, "%s", out_dir);
-    if (rc || (rc = eng_mkdir_p(j->tr_out, err)) != 0)
-        goto out;
-    if (o->force && (rc = remove_stale_weights(j->tr_out, err)) != 0)
-        goto out;
-    if (j->rep->is_pipeline &&
-        (rc = eng_copy_tree(in_dir, out_dir, skip_transformer, &other, err)) != 0)
-        goto out;
-    if ((rc = eng_copy_tree(j->tr_in, j->tr_out, skip_written, &other, err)) != 0)
-        goto out;
+    ENG_TRY_DONE(eng_mkdir_p(j->tr_out, err));
+    if (o->force)
+        ENG_TRY_DONE(remove_stale_weights(j->tr_out, err));
+    if (j->rep->is_pipeline)
+        ENG_TRY_DONE(eng_copy_tree(in_dir, out_dir, skip_transformer, &other, err));
+    ENG_TRY_DONE(eng_copy_tree(j->tr_in, j->tr_out, skip_written, &other, err));
 
     /* The weights, one input file at a time, in the order the reader lists them. */
     for (size_t i = 0; i < eng_safetensors_count(j->st); i++) {
@@ -409,30 +410,19 @@ static int run(lin_job *j, const char *in_dir, const char *out_dir, eng_error *e
         int seen = 0;
         for (size_t k = 0; k < i && !seen; k++)
             seen = eng_safetensors_at(j->st, k)->file == f;
-        if (!seen && (rc = write_weight_file(j, f, err)) != 0)
-            goto out;
+        if (!seen)
+            ENG_TRY_DONE(write_weight_file(j, f, err));
     }
-    if (j->index) {
-        char p[PATH_MAX];
-        const char *slash = strrchr(j->index_in, '/');
-        char *dump = json_dumps(j->index, JSON_INDENT(2) | JSON_SORT_KEYS);
-        rc = eng_path_join(p, sizeof p, j->tr_out, slash ? slash + 1 : j->index_in, err);
-        if (rc == 0)
-            rc = dump ? eng_write_file(p, dump, strlen(dump), err)
-                      : eng_error_set(err, ENG_ENOMEM, "%s: out of memory", p);
-        free(dump);
-        if (rc)
-            goto out;
-    }
+    if (j->index)
+        ENG_TRY_DONE(write_index(j, err));
     /* The config last: a folder whose config has the map is complete. */
-    if ((rc = eng_path_join(cfg_out, sizeof cfg_out, j->tr_out, "config.json", err)) != 0 ||
-        (rc = eng_write_file(cfg_out, new_text, strlen(new_text), err)) != 0)
-        goto out;
+    ENG_TRY_DONE(eng_path_join(cfg_out, sizeof cfg_out, j->tr_out, "config.json", err));
+    ENG_TRY_DONE(eng_write_file(cfg_out, new_text, strlen(new_text), err));
     j->rep->other_files = other;
     j->rep->cfg = j->cfg;
     j->rep->num_modules = j->nmods;
     j->rep->dtype = j->mods[0].anchor->dtype;
-out:
+done:
     free(new_text);
     return rc;
 }

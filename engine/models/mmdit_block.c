@@ -210,6 +210,39 @@ static int norm_mod(eng_mmdit *m, eng_tensor *y, eng_tensor *n, const eng_tensor
     return 0;
 }
 
+/*
+ * One stream's adaLN modulation, [B, C] each, named as diffusers names the chunks. The image side
+ * fills the first six (AdaLayerNormZero) or all nine (SD35AdaLayerNormZeroX, dual attention);
+ * the context side six, or for the last block's AdaLayerNormContinuous only scale_msa and
+ * shift_msa. Chunks a variant lacks stay zeroed.
+ */
+typedef struct adaln_mod {
+    eng_tensor shift_msa, scale_msa, gate_msa;
+    eng_tensor shift_mlp, scale_mlp, gate_mlp;
+    eng_tensor shift_msa2, scale_msa2, gate_msa2;
+} adaln_mod;
+
+typedef enum adaln_kind {
+    ADALN_ZERO = 6,       /* AdaLayerNormZero */
+    ADALN_ZERO_X = 9,     /* SD35AdaLayerNormZeroX */
+    ADALN_CONTINUOUS = 2, /* AdaLayerNormContinuous: scale, then shift */
+} adaln_kind;
+
+/* Splits the modulation linear (w, b) of SiLU(temb) st into o's named chunks, in diffusers' order. */
+static int adaln_split(eng_mmdit *m, adaln_mod *o, adaln_kind kind, const eng_tensor *st, wt w,
+                       wt b, eng_error *err)
+{
+    eng_tensor *const zero[9] = {&o->shift_msa,  &o->scale_msa,  &o->gate_msa,
+                                 &o->shift_mlp,  &o->scale_mlp,  &o->gate_mlp,
+                                 &o->shift_msa2, &o->scale_msa2, &o->gate_msa2};
+    eng_tensor *const continuous[2] = {&o->scale_msa, &o->shift_msa};
+    eng_tensor *const *order = kind == ADALN_CONTINUOUS ? continuous : zero;
+    *o = (adaln_mod){0};
+    for (int j = 0; j < (int)kind; j++)
+        ENG_TRY(mmdit_mod_chunk(m, order[j], st, w, b, j, err));
+    return 0;
+}
+
 static int check_block_args(const eng_mmdit *m, int i, const eng_tensor *hidden,
                             const eng_tensor *context, const eng_tensor *temb, int gh, int gw,
                             eng_error *err)
@@ -235,46 +268,45 @@ int eng_mmdit_block(eng_mmdit *m, int i, eng_tensor *hidden, eng_tensor *context
     ENG_TRY(check_block_args(m, i, hidden, context, temb, gh, gw, err));
     const mmdit_block *bl = &m->blocks[i];
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
-    eng_tensor st, mod[9], cmod[6], nx, xa, xa2, ca, ax, ac, a2, n2;
-    int rc = 0, nmod = bl->dual ? 9 : 6, ncmod = bl->pre_only ? 2 : 6;
+    eng_tensor st, nx, xa, xa2, ca, ax, ac, a2, n2;
+    adaln_mod mx, mc; /* the image and the context modulation */
+    int rc = 0;
 
     /* Every adaLN of the block reads SiLU(temb). */
     ENG_TRY_DONE(tmp(m, &st, temb->ndim, temb->shape, err));
     ENG_TRY_DONE(eng_op_act(&st, temb, ENG_ACT_SILU, err));
-    for (int j = 0; j < nmod; j++)
-        ENG_TRY_DONE(mmdit_mod_chunk(m, &mod[j], &st, bl->norm1_w, bl->norm1_b, j, err));
-    for (int j = 0; j < ncmod; j++)
-        ENG_TRY_DONE(mmdit_mod_chunk(m, &cmod[j], &st, bl->norm1c_w, bl->norm1c_b, j, err));
+    ENG_TRY_DONE(adaln_split(m, &mx, bl->dual ? ADALN_ZERO_X : ADALN_ZERO, &st, bl->norm1_w,
+                             bl->norm1_b, err));
+    ENG_TRY_DONE(adaln_split(m, &mc, bl->pre_only ? ADALN_CONTINUOUS : ADALN_ZERO, &st,
+                             bl->norm1c_w, bl->norm1c_b, err));
 
     /* norm1: both image branches modulate the same LayerNorm(hidden). */
-    ENG_TRY_DONE(norm_mod(m, &xa, &nx, hidden, &mod[1], &mod[0], err));
+    ENG_TRY_DONE(norm_mod(m, &xa, &nx, hidden, &mx.scale_msa, &mx.shift_msa, err));
     if (bl->dual) {
         ENG_TRY_DONE(tmp(m, &xa2, hidden->ndim, hidden->shape, err));
-        ENG_TRY_DONE(eng_op_modulate(&xa2, &nx, &mod[7], &mod[6], err));
+        ENG_TRY_DONE(eng_op_modulate(&xa2, &nx, &mx.scale_msa2, &mx.shift_msa2, err));
     }
-    if (bl->pre_only)
-        ENG_TRY_DONE(norm_mod(m, &ca, NULL, context, &cmod[0], &cmod[1], err));
-    else
-        ENG_TRY_DONE(norm_mod(m, &ca, NULL, context, &cmod[1], &cmod[0], err));
+    ENG_TRY_DONE(norm_mod(m, &ca, NULL, context, &mc.scale_msa, &mc.shift_msa, err));
 
     ENG_TRY_DONE(tmp(m, &ax, hidden->ndim, hidden->shape, err));
     if (!bl->pre_only)
         ENG_TRY_DONE(tmp(m, &ac, context->ndim, context->shape, err));
     ENG_TRY_DONE(mmdit_attention(m, &bl->attn, &xa, &ca, gh, gw, &ax, bl->pre_only ? NULL : &ac, err));
-    ENG_TRY_DONE(eng_op_gated_add(hidden, &ax, &mod[2], err));
+    ENG_TRY_DONE(eng_op_gated_add(hidden, &ax, &mx.gate_msa, err));
     if (bl->dual) {
         ENG_TRY_DONE(tmp(m, &a2, hidden->ndim, hidden->shape, err));
         ENG_TRY_DONE(mmdit_attention(m, &bl->attn2, &xa2, NULL, gh, gw, &a2, NULL, err));
-        ENG_TRY_DONE(eng_op_gated_add(hidden, &a2, &mod[8], err));
+        ENG_TRY_DONE(eng_op_gated_add(hidden, &a2, &mx.gate_msa2, err));
     }
-    ENG_TRY_DONE(norm_mod(m, &n2, NULL, hidden, &mod[4], &mod[3], err));
-    ENG_TRY_DONE(feed_forward(m, hidden, &n2, bl->ff1_w, bl->ff1_b, bl->ff2_w, bl->ff2_b, &mod[5], err));
+    ENG_TRY_DONE(norm_mod(m, &n2, NULL, hidden, &mx.scale_mlp, &mx.shift_mlp, err));
+    ENG_TRY_DONE(feed_forward(m, hidden, &n2, bl->ff1_w, bl->ff1_b, bl->ff2_w, bl->ff2_b,
+                              &mx.gate_mlp, err));
 
     if (!bl->pre_only) {
-        ENG_TRY_DONE(eng_op_gated_add(context, &ac, &cmod[2], err));
-        ENG_TRY_DONE(norm_mod(m, &n2, NULL, context, &cmod[4], &cmod[3], err));
+        ENG_TRY_DONE(eng_op_gated_add(context, &ac, &mc.gate_msa, err));
+        ENG_TRY_DONE(norm_mod(m, &n2, NULL, context, &mc.scale_mlp, &mc.shift_mlp, err));
         ENG_TRY_DONE(feed_forward(m, context, &n2, bl->ffc1_w, bl->ffc1_b, bl->ffc2_w, bl->ffc2_b,
-                          &cmod[5], err));
+                                  &mc.gate_mlp, err));
     }
 done:
     eng_arena_release(&m->arena, mark);

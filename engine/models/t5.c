@@ -89,9 +89,11 @@ static int position_bias(eng_t5 *m, int64_t n, eng_error *err)
         return eng_error_set(err, ENG_ENOMEM, "t5: out of memory for the position bias");
     eng_t5_position_bias(m->bias_table, c->relative_attention_num_buckets,
                          c->relative_attention_max_distance, c->num_heads, (int)n, host);
-    int rc = eng_tensor_init(&m->bias, m->be, ENG_DTYPE_F32, ENG_SHAPE(c->num_heads, n, n), err);
-    if (!rc)
-        rc = eng_tensor_upload(&m->bias, host, err);
+    int rc = 0;
+    ENG_TRY_DONE(eng_tensor_init(&m->bias, m->be, ENG_DTYPE_F32, ENG_SHAPE(c->num_heads, n, n),
+                                 err));
+    ENG_TRY_DONE(eng_tensor_upload(&m->bias, host, err));
+done:
     if (rc)
         eng_tensor_free(&m->bias);
     free(host);
@@ -161,9 +163,10 @@ static int walk_model(t5_walk *w)
         if (!m->bias_table)
             return eng_error_set(w->err, ENG_ENOMEM, "t5: out of memory");
         ENG_TRY(eng_tensor_init(&tmp, m->be, ENG_DTYPE_F32, table->ndim, table->shape, w->err));
-        int rc = eng_op_convert(&tmp, table, w->err);
-        if (!rc)
-            rc = eng_tensor_download(&tmp, m->bias_table, w->err);
+        int rc = 0;
+        ENG_TRY_DONE(eng_op_convert(&tmp, table, w->err));
+        ENG_TRY_DONE(eng_tensor_download(&tmp, m->bias_table, w->err));
+    done:
         eng_tensor_free(&tmp);
         return rc;
     }
@@ -173,22 +176,20 @@ static int walk_model(t5_walk *w)
 static int load_weights(eng_t5 *m, const char *dir, eng_error *err)
 {
     eng_safetensors *st = NULL;
-    int rc = eng_safetensors_open_dir(&st, dir, err);
-    if (rc)
-        return rc;
     t5_walk w = {m, 0, EMBED_NAME, err};
+    int rc = 0;
+
+    ENG_TRY(eng_safetensors_open_dir(&st, dir, err));
     if (!eng_safetensors_find(st, EMBED_NAME) && eng_safetensors_find(st, EMBED_ALT_NAME))
         w.embed_src = EMBED_ALT_NAME;
-    rc = eng_weights_init(&m->weights, st, dir, m->be, m->dtype, err);
-    if (!rc)
-        rc = walk_model(&w);
-    if (!rc)
-        rc = eng_weights_load(m->weights, err);
+    ENG_TRY_DONE(eng_weights_init(&m->weights, st, dir, m->be, m->dtype, err));
+    ENG_TRY_DONE(walk_model(&w));
+    ENG_TRY_DONE(eng_weights_load(m->weights, err));
+done:
     eng_safetensors_close(st);
+    ENG_TRY(rc);
     w.bind = 1;
-    if (!rc)
-        rc = walk_model(&w);
-    return rc;
+    return walk_model(&w);
 }
 
 /* The bucket rule divides by max_exact and by log(max_distance / max_exact). */
@@ -210,7 +211,7 @@ static int check_buckets(const eng_t5_config *c, const char *path, eng_error *er
 int eng_t5_load(eng_t5 **out, const char *dir, eng_backend *be, eng_dtype dtype, eng_error *err)
 {
     char path[4096];
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!dir || !be)
@@ -222,22 +223,17 @@ int eng_t5_load(eng_t5 **out, const char *dir, eng_backend *be, eng_dtype dtype,
     m->dtype = dtype;
     eng_arena_init(&m->arena, be);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    rc = eng_config_load_t5(path, &m->cfg, err);
-    if (!rc)
-        rc = check_buckets(&m->cfg, path, err);
-    if (!rc) {
-        m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
-        if (!m->blocks)
-            rc = eng_error_set(err, ENG_ENOMEM, "t5: out of memory");
-    }
-    if (!rc)
-        rc = load_weights(m, dir, err);
-    if (rc) {
-        eng_t5_free(m);
-        return rc;
-    }
+    ENG_TRY_DONE(eng_config_load_t5(path, &m->cfg, err));
+    ENG_TRY_DONE(check_buckets(&m->cfg, path, err));
+    m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
+    if (!m->blocks)
+        ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "t5: out of memory"));
+    ENG_TRY_DONE(load_weights(m, dir, err));
     *out = m;
-    return 0;
+done:
+    if (rc)
+        eng_t5_free(m);
+    return rc;
 }
 
 void eng_t5_free(eng_t5 *m)
@@ -280,41 +276,35 @@ static int block_forward(eng_t5 *m, const t5_block *b, eng_tensor *x, eng_error 
     eng_tensor h, q, k, v, a, f, g;
     int rc = 0;
 
-#define STEP(expr)                                                                                 \
-    do {                                                                                           \
-        if (!rc)                                                                                   \
-            rc = (expr);                                                                           \
-    } while (0)
-    STEP(act(m, &h, ENG_SHAPE(B, N, D), err));
-    STEP(act(m, &q, ENG_SHAPE(B, N, I), err));
-    STEP(act(m, &k, ENG_SHAPE(B, N, I), err));
-    STEP(act(m, &v, ENG_SHAPE(B, N, I), err));
-    STEP(act(m, &a, ENG_SHAPE(B, N, I), err));
-    STEP(act(m, &f, ENG_SHAPE(B, N, F), err));
+    ENG_TRY_DONE(act(m, &h, ENG_SHAPE(B, N, D), err));
+    ENG_TRY_DONE(act(m, &q, ENG_SHAPE(B, N, I), err));
+    ENG_TRY_DONE(act(m, &k, ENG_SHAPE(B, N, I), err));
+    ENG_TRY_DONE(act(m, &v, ENG_SHAPE(B, N, I), err));
+    ENG_TRY_DONE(act(m, &a, ENG_SHAPE(B, N, I), err));
+    ENG_TRY_DONE(act(m, &f, ENG_SHAPE(B, N, F), err));
     if (c->is_gated_act)
-        STEP(act(m, &g, ENG_SHAPE(B, N, F), err));
+        ENG_TRY_DONE(act(m, &g, ENG_SHAPE(B, N, F), err));
 
-    STEP(eng_op_rms_norm(&h, x, b->ln_attn, eps, err));
-    STEP(eng_op_linear(&q, &h, b->q, NULL, err));
-    STEP(eng_op_linear(&k, &h, b->k, NULL, err));
-    STEP(eng_op_linear(&v, &h, b->v, NULL, err));
+    ENG_TRY_DONE(eng_op_rms_norm(&h, x, b->ln_attn, eps, err));
+    ENG_TRY_DONE(eng_op_linear(&q, &h, b->q, NULL, err));
+    ENG_TRY_DONE(eng_op_linear(&k, &h, b->k, NULL, err));
+    ENG_TRY_DONE(eng_op_linear(&v, &h, b->v, NULL, err));
     /* T5 does not scale the scores: the 1/sqrt(d) is folded into q's initialisation. */
     eng_attention_params p = {c->num_heads, 1.0f, 0};
-    STEP(eng_op_attention(&a, &q, &k, &v, &m->bias, &p, err));
-    STEP(eng_op_linear(&h, &a, b->o, NULL, err));
-    STEP(eng_op_add(x, x, &h, err));
+    ENG_TRY_DONE(eng_op_attention(&a, &q, &k, &v, &m->bias, &p, err));
+    ENG_TRY_DONE(eng_op_linear(&h, &a, b->o, NULL, err));
+    ENG_TRY_DONE(eng_op_add(x, x, &h, err));
 
-    STEP(eng_op_rms_norm(&h, x, b->ln_ff, eps, err));
-    STEP(eng_op_linear(&f, &h, b->wi_0, NULL, err));
-    STEP(eng_op_act(&f, &f, c->dense_act_fn, err));
+    ENG_TRY_DONE(eng_op_rms_norm(&h, x, b->ln_ff, eps, err));
+    ENG_TRY_DONE(eng_op_linear(&f, &h, b->wi_0, NULL, err));
+    ENG_TRY_DONE(eng_op_act(&f, &f, c->dense_act_fn, err));
     if (c->is_gated_act) {
-        STEP(eng_op_linear(&g, &h, b->wi_1, NULL, err));
-        STEP(eng_op_mul(&f, &f, &g, err));
+        ENG_TRY_DONE(eng_op_linear(&g, &h, b->wi_1, NULL, err));
+        ENG_TRY_DONE(eng_op_mul(&f, &f, &g, err));
     }
-    STEP(eng_op_linear(&h, &f, b->wo, NULL, err));
-    STEP(eng_op_add(x, x, &h, err));
-#undef STEP
-
+    ENG_TRY_DONE(eng_op_linear(&h, &f, b->wo, NULL, err));
+    ENG_TRY_DONE(eng_op_add(x, x, &h, err));
+done:
     eng_arena_release(&m->arena, mark);
     return rc;
 }

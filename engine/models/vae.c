@@ -40,30 +40,28 @@ static int param(vae_loader *L, const eng_tensor **slot, int ndim, const int64_t
 
 static int conv_params(vae_loader *L, vae_conv *c, const char *name, int64_t o, int64_t i, int k)
 {
-    int rc = param(L, &c->w, ENG_SHAPE(o, i, k, k), "%s.weight", name);
     c->pad = k / 2;
-    return rc ? rc : param(L, &c->b, ENG_SHAPE(o), "%s.bias", name);
+    ENG_TRY(param(L, &c->w, ENG_SHAPE(o, i, k, k), "%s.weight", name));
+    return param(L, &c->b, ENG_SHAPE(o), "%s.bias", name);
 }
 
 static int norm_params(vae_loader *L, vae_norm *n, const char *name, int64_t c)
 {
-    int rc = param(L, &n->w, ENG_SHAPE(c), "%s.weight", name);
-    return rc ? rc : param(L, &n->b, ENG_SHAPE(c), "%s.bias", name);
+    ENG_TRY(param(L, &n->w, ENG_SHAPE(c), "%s.weight", name));
+    return param(L, &n->b, ENG_SHAPE(c), "%s.bias", name);
 }
 
 static int resnet_params(vae_loader *L, vae_resnet *r, const char *name, int cin, int cout)
 {
     char sub[VAE_NAME_MAX + 32];
-    int rc;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->cin = cin;
     r->cout = cout;
 #define SUB(s) (snprintf(sub, sizeof sub, "%s." s, name), sub)
-    if ((rc = norm_params(L, &r->norm1, SUB("norm1"), cin)) ||
-        (rc = conv_params(L, &r->conv1, SUB("conv1"), cout, cin, 3)) ||
-        (rc = norm_params(L, &r->norm2, SUB("norm2"), cout)) ||
-        (rc = conv_params(L, &r->conv2, SUB("conv2"), cout, cout, 3)))
-        return rc;
+    ENG_TRY(norm_params(L, &r->norm1, SUB("norm1"), cin));
+    ENG_TRY(conv_params(L, &r->conv1, SUB("conv1"), cout, cin, 3));
+    ENG_TRY(norm_params(L, &r->norm2, SUB("norm2"), cout));
+    ENG_TRY(conv_params(L, &r->conv2, SUB("conv2"), cout, cout, 3));
     /* diffusers adds the 1x1 conv_shortcut exactly when the channel count changes. */
     if (cin != cout)
         return conv_params(L, &r->shortcut, SUB("conv_shortcut"), cout, cin, 1);
@@ -74,19 +72,17 @@ static int resnet_params(vae_loader *L, vae_resnet *r, const char *name, int cin
 static int attn_params(vae_loader *L, vae_attn *a, int64_t c)
 {
     const char *p = "decoder.mid_block.attentions.0";
-    int rc;
     snprintf(a->name, sizeof a->name, "%s", p);
     a->c = (int)c;
-    if ((rc = param(L, &a->norm.w, ENG_SHAPE(c), "%s.group_norm.weight", p)) ||
-        (rc = param(L, &a->norm.b, ENG_SHAPE(c), "%s.group_norm.bias", p)) ||
-        (rc = param(L, &a->qw, ENG_SHAPE(c, c), "%s.to_q.weight", p)) ||
-        (rc = param(L, &a->qb, ENG_SHAPE(c), "%s.to_q.bias", p)) ||
-        (rc = param(L, &a->kw, ENG_SHAPE(c, c), "%s.to_k.weight", p)) ||
-        (rc = param(L, &a->kb, ENG_SHAPE(c), "%s.to_k.bias", p)) ||
-        (rc = param(L, &a->vw, ENG_SHAPE(c, c), "%s.to_v.weight", p)) ||
-        (rc = param(L, &a->vb, ENG_SHAPE(c), "%s.to_v.bias", p)) ||
-        (rc = param(L, &a->ow, ENG_SHAPE(c, c), "%s.to_out.0.weight", p)))
-        return rc;
+    ENG_TRY(param(L, &a->norm.w, ENG_SHAPE(c), "%s.group_norm.weight", p));
+    ENG_TRY(param(L, &a->norm.b, ENG_SHAPE(c), "%s.group_norm.bias", p));
+    ENG_TRY(param(L, &a->qw, ENG_SHAPE(c, c), "%s.to_q.weight", p));
+    ENG_TRY(param(L, &a->qb, ENG_SHAPE(c), "%s.to_q.bias", p));
+    ENG_TRY(param(L, &a->kw, ENG_SHAPE(c, c), "%s.to_k.weight", p));
+    ENG_TRY(param(L, &a->kb, ENG_SHAPE(c), "%s.to_k.bias", p));
+    ENG_TRY(param(L, &a->vw, ENG_SHAPE(c, c), "%s.to_v.weight", p));
+    ENG_TRY(param(L, &a->vb, ENG_SHAPE(c), "%s.to_v.bias", p));
+    ENG_TRY(param(L, &a->ow, ENG_SHAPE(c, c), "%s.to_out.0.weight", p));
     return param(L, &a->ob, ENG_SHAPE(c), "%s.to_out.0.bias", p);
 }
 
@@ -97,16 +93,14 @@ static int walk(vae_loader *L)
     const eng_vae_config *c = &v->cfg;
     const int n = c->num_blocks, lat = c->latent_channels, top = c->block_out_channels[n - 1];
     char name[VAE_NAME_MAX];
-    int rc;
 
-    if (c->use_post_quant_conv &&
-        (rc = conv_params(L, &v->post_quant, "post_quant_conv", lat, lat, 1)))
-        return rc;
-    if ((rc = conv_params(L, &v->conv_in, "decoder.conv_in", top, lat, 3)) ||
-        (rc = resnet_params(L, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top)) ||
-        (v->has_attn && (rc = attn_params(L, &v->attn, top))) ||
-        (rc = resnet_params(L, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top)))
-        return rc;
+    if (c->use_post_quant_conv)
+        ENG_TRY(conv_params(L, &v->post_quant, "post_quant_conv", lat, lat, 1));
+    ENG_TRY(conv_params(L, &v->conv_in, "decoder.conv_in", top, lat, 3));
+    ENG_TRY(resnet_params(L, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top));
+    if (v->has_attn)
+        ENG_TRY(attn_params(L, &v->attn, top));
+    ENG_TRY(resnet_params(L, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top));
     /* Up block i works at reversed(block_out_channels)[i]; its first resnet takes the previous
      * block's width. */
     int prev = top;
@@ -115,19 +109,16 @@ static int walk(vae_loader *L)
         const int ch = c->block_out_channels[n - 1 - i];
         for (int j = 0; j < u->nres; j++) {
             snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.%d", i, j);
-            if ((rc = resnet_params(L, &u->res[j], name, j == 0 ? prev : ch, ch)))
-                return rc;
+            ENG_TRY(resnet_params(L, &u->res[j], name, j == 0 ? prev : ch, ch));
         }
         if (u->has_upsampler) {
             snprintf(u->up_name, sizeof u->up_name, "decoder.up_blocks.%d.upsamplers.0.conv", i);
-            if ((rc = conv_params(L, &u->up, u->up_name, ch, ch, 3)))
-                return rc;
+            ENG_TRY(conv_params(L, &u->up, u->up_name, ch, ch, 3));
         }
         prev = ch;
     }
     const int bottom = c->block_out_channels[0];
-    if ((rc = norm_params(L, &v->norm_out, "decoder.conv_norm_out", bottom)))
-        return rc;
+    ENG_TRY(norm_params(L, &v->norm_out, "decoder.conv_norm_out", bottom));
     return conv_params(L, &v->conv_out, "decoder.conv_out", c->out_channels, bottom, 3);
 }
 
@@ -147,7 +138,7 @@ int eng_vae_init(eng_vae **out, const eng_vae_config *cfg, const eng_safetensors
                  const char *label, eng_backend *be, eng_dtype dtype, eng_error *err)
 {
     eng_vae *v;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!cfg || !st || !be)
@@ -173,16 +164,15 @@ int eng_vae_init(eng_vae **out, const eng_vae_config *cfg, const eng_safetensors
         }
     }
     vae_loader L = {v, 1, err};
-    if ((rc = eng_weights_init(&v->weights, st, label, be, dtype, err)) || (rc = walk(&L)) ||
-        (rc = eng_weights_load(v->weights, err)))
-        goto fail;
+    ENG_TRY_DONE(eng_weights_init(&v->weights, st, label, be, dtype, err));
+    ENG_TRY_DONE(walk(&L));
+    ENG_TRY_DONE(eng_weights_load(v->weights, err));
     L.declare = 0;
-    if ((rc = walk(&L)))
-        goto fail;
+    ENG_TRY_DONE(walk(&L));
     *out = v;
-    return 0;
-fail:
-    eng_vae_free(v);
+done:
+    if (rc)
+        eng_vae_free(v);
     return rc;
 }
 
@@ -191,15 +181,12 @@ int eng_vae_load(eng_vae **out, const char *dir, eng_backend *be, eng_dtype dtyp
     eng_vae_config cfg;
     eng_safetensors *st = NULL;
     char path[4096];
-    int rc;
 
     *out = NULL;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if ((rc = eng_config_load_vae(path, &cfg, err)))
-        return rc;
-    if ((rc = eng_safetensors_open_dir(&st, dir, err)))
-        return rc;
-    rc = eng_vae_init(out, &cfg, st, dir, be, dtype, err);
+    ENG_TRY(eng_config_load_vae(path, &cfg, err));
+    ENG_TRY(eng_safetensors_open_dir(&st, dir, err));
+    int rc = eng_vae_init(out, &cfg, st, dir, be, dtype, err);
     eng_safetensors_close(st);
     return rc;
 }
@@ -252,33 +239,29 @@ static int scaled_latents(const eng_vae *v, const eng_tensor *lat, int64_t b, en
     const size_t sample_bytes = (size_t)(Cl * h * w) * eng_dtype_size(lat->dtype);
     eng_tensor src = {0}, row = {0}, row32 = {0};
     float *host = NULL;
-    int rc;
+    int rc = 0;
 
-    if ((rc = eng_tensor_init(z, v->be, v->dtype, ENG_SHAPE(1, Cl, h, w), err)))
-        return rc;
+    ENG_TRY(eng_tensor_init(z, v->be, v->dtype, ENG_SHAPE(1, Cl, h, w), err));
     if (lat->backend) {
         src = eng_tensor_view((char *)lat->data + (size_t)b * sample_bytes, lat->backend,
                               lat->dtype, ENG_SHAPE(1, Cl, h, w));
-    } else if ((rc = eng_tensor_init(&src, v->be, lat->dtype, ENG_SHAPE(1, Cl, h, w), err)) ||
-               (rc = eng_tensor_upload(&src, (const char *)lat->data + (size_t)b * sample_bytes,
-                                       err))) {
-        goto done;
+    } else {
+        ENG_TRY_DONE(eng_tensor_init(&src, v->be, lat->dtype, ENG_SHAPE(1, Cl, h, w), err));
+        ENG_TRY_DONE(eng_tensor_upload(&src, (const char *)lat->data + (size_t)b * sample_bytes,
+                                       err));
     }
-    if ((rc = eng_op_convert(z, &src, err)) ||
-        (rc = eng_op_scale(z, z, 1.0f / (float)v->cfg.scaling_factor, err)))
-        goto done;
+    ENG_TRY_DONE(eng_op_convert(z, &src, err));
+    ENG_TRY_DONE(eng_op_scale(z, z, 1.0f / (float)v->cfg.scaling_factor, err));
     if (v->cfg.shift_factor != 0.0) {
-        if (!(host = malloc((size_t)w * sizeof *host))) {
-            rc = eng_error_set(err, ENG_ENOMEM, "vae: out of memory");
-            goto done;
-        }
+        if (!(host = malloc((size_t)w * sizeof *host)))
+            ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "vae: out of memory"));
         for (int64_t i = 0; i < w; i++)
             host[i] = (float)v->cfg.shift_factor;
-        if ((rc = eng_tensor_init(&row32, v->be, ENG_DTYPE_F32, ENG_SHAPE(w), err)) ||
-            (rc = eng_tensor_upload(&row32, host, err)) ||
-            (rc = eng_tensor_init(&row, v->be, v->dtype, ENG_SHAPE(w), err)) ||
-            (rc = eng_op_convert(&row, &row32, err)) || (rc = eng_op_add(z, z, &row, err)))
-            goto done;
+        ENG_TRY_DONE(eng_tensor_init(&row32, v->be, ENG_DTYPE_F32, ENG_SHAPE(w), err));
+        ENG_TRY_DONE(eng_tensor_upload(&row32, host, err));
+        ENG_TRY_DONE(eng_tensor_init(&row, v->be, v->dtype, ENG_SHAPE(w), err));
+        ENG_TRY_DONE(eng_op_convert(&row, &row32, err));
+        ENG_TRY_DONE(eng_op_add(z, z, &row, err));
     }
 done:
     free(host);
@@ -295,21 +278,19 @@ done:
 /* The decoder on one sample: z (consumed) -> x[1, out_channels, f*h, f*w]. */
 static int decode_one(const eng_vae *v, eng_tensor *x, eng_error *err)
 {
-    int rc = 0;
-    if (v->post_quant.w && (rc = vae_conv_forward(v, &v->post_quant, "post_quant_conv", x, err)))
-        return rc;
-    if ((rc = vae_conv_forward(v, &v->conv_in, "decoder.conv_in", x, err)) ||
-        (rc = vae_resnet_forward(v, &v->mid_res[0], x, err)) ||
-        (v->has_attn && (rc = vae_attn_forward(v, &v->attn, x, err))) ||
-        (rc = vae_resnet_forward(v, &v->mid_res[1], x, err)))
-        return rc;
+    if (v->post_quant.w)
+        ENG_TRY(vae_conv_forward(v, &v->post_quant, "post_quant_conv", x, err));
+    ENG_TRY(vae_conv_forward(v, &v->conv_in, "decoder.conv_in", x, err));
+    ENG_TRY(vae_resnet_forward(v, &v->mid_res[0], x, err));
+    if (v->has_attn)
+        ENG_TRY(vae_attn_forward(v, &v->attn, x, err));
+    ENG_TRY(vae_resnet_forward(v, &v->mid_res[1], x, err));
     for (int i = 0; i < v->cfg.num_blocks; i++) {
         const vae_up_block *u = &v->up[i];
         for (int j = 0; j < u->nres; j++)
-            if ((rc = vae_resnet_forward(v, &u->res[j], x, err)))
-                return rc;
-        if (u->has_upsampler && (rc = vae_upsample_forward(v, u, x, err)))
-            return rc;
+            ENG_TRY(vae_resnet_forward(v, &u->res[j], x, err));
+        if (u->has_upsampler)
+            ENG_TRY(vae_upsample_forward(v, u, x, err));
     }
     return vae_out_forward(v, x, err);
 }
@@ -343,22 +324,24 @@ int eng_vae_decode(eng_vae *v, const eng_tensor *latents, float *image, uint8_t 
     if (!image && !host)
         return eng_error_set(err, ENG_ENOMEM, "vae: out of memory");
 
-    for (int64_t b = 0; b < B && !rc; b++) {
+    for (int64_t b = 0; b < B; b++) {
         float *dst = image ? image + b * n : host;
-        if ((rc = scaled_latents(v, lat, b, &x, err)) || (rc = decode_one(v, &x, err)))
-            break;
+        ENG_TRY_DONE(scaled_latents(v, lat, b, &x, err));
+        ENG_TRY_DONE(decode_one(v, &x, err));
         if (x.dtype == ENG_DTYPE_F32) {
-            rc = eng_tensor_download(&x, dst, err);
-        } else if (!(rc = eng_tensor_init(&x32, v->be, ENG_DTYPE_F32, x.ndim, x.shape, err)) &&
-                   !(rc = eng_op_convert(&x32, &x, err))) {
-            rc = eng_tensor_download(&x32, dst, err);
+            ENG_TRY_DONE(eng_tensor_download(&x, dst, err));
+        } else {
+            ENG_TRY_DONE(eng_tensor_init(&x32, v->be, ENG_DTYPE_F32, x.ndim, x.shape, err));
+            ENG_TRY_DONE(eng_op_convert(&x32, &x, err));
+            ENG_TRY_DONE(eng_tensor_download(&x32, dst, err));
         }
         eng_tensor_free(&x);
         eng_tensor_free(&x32);
-        if (!rc)
-            eng_vae_postprocess(dst, 1, C, H, W, image ? dst : NULL, rgb ? rgb + b * n : NULL);
+        eng_vae_postprocess(dst, 1, C, H, W, image ? dst : NULL, rgb ? rgb + b * n : NULL);
     }
+done:
     eng_tensor_free(&x);
+    eng_tensor_free(&x32);
     free(host);
     return rc;
 }

@@ -28,8 +28,8 @@ static int conv(eng_tensor *y, const eng_tensor *x, const vae_conv *c, eng_error
 static int norm_silu(eng_tensor *y, const eng_tensor *x, const vae_norm *n, int groups,
                      eng_error *err)
 {
-    int rc = eng_op_group_norm(y, x, n->w, n->b, groups, VAE_NORM_EPS, err);
-    return rc ? rc : eng_op_act(y, y, ENG_ACT_SILU, err);
+    ENG_TRY(eng_op_group_norm(y, x, n->w, n->b, groups, VAE_NORM_EPS, err));
+    return eng_op_act(y, y, ENG_ACT_SILU, err);
 }
 
 /* Replaces *x by y (both owned), freeing the old *x. */

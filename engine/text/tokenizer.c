@@ -92,7 +92,6 @@ static int add_config_tokens(eng_tokenizer *t, json_t *cfg, const char *label, e
 {
     const char *k;
     json_t *v;
-    int rc = 0;
     json_t *dec = json_object_get(cfg, "added_tokens_decoder");
     json_object_foreach(dec, k, v) {
         char *end;
@@ -101,24 +100,21 @@ static int add_config_tokens(eng_tokenizer *t, json_t *cfg, const char *label, e
         if (*end || errno || id < 0 || id >= INT32_MAX)
             return eng_error_set(err, ENG_EFORMAT, "%s: added_tokens_decoder key \"%s\" is not "
                                  "an id", label, k);
-        if ((rc = add_config_token(t, v, (int32_t)id, label, err)) != 0)
-            return rc;
+        ENG_TRY(add_config_token(t, v, (int32_t)id, label, err));
     }
     for (size_t i = 0; i < sizeof special_keys / sizeof special_keys[0]; i++) {
         json_t *tok = json_object_get(cfg, special_keys[i]);
-        if (tok && (rc = add_config_token(t, tok, -1, label, err)) != 0)
-            return rc;
+        if (tok)
+            ENG_TRY(add_config_token(t, tok, -1, label, err));
     }
     static const char *const lists[] = {"additional_special_tokens", "extra_special_tokens"};
     for (size_t i = 0; i < 2; i++) {
         json_t *l = json_object_get(cfg, lists[i]), *e;
         size_t j;
         if (json_is_array(l)) {
-            json_array_foreach(l, j, e) if ((rc = add_config_token(t, e, -1, label, err)) != 0)
-                return rc;
+            json_array_foreach(l, j, e) ENG_TRY(add_config_token(t, e, -1, label, err));
         } else if (json_is_object(l)) {
-            json_object_foreach(l, k, e) if ((rc = add_config_token(t, e, -1, label, err)) != 0)
-                return rc;
+            json_object_foreach(l, k, e) ENG_TRY(add_config_token(t, e, -1, label, err));
         }
     }
     return 0;
@@ -180,25 +176,51 @@ static int load_json(const char *dir, const char *name, json_t **out, eng_error 
     return 0;
 }
 
+/* Builds t from what tokenizer.json describes (tokenizer_json.c reads it; path names it). */
+static int from_desc(eng_tokenizer *t, tok_desc *d, const char *path, eng_error *err)
+{
+    t->kind = d->kind;
+    t->bpe = d->bpe;
+    t->unigram = d->unigram;
+    t->norms = d->norms;
+    t->n_norms = d->n_norms;
+    t->pretoks = d->pretoks;
+    t->n_pretoks = d->n_pretoks;
+    t->prefix = d->prefix;
+    t->n_prefix = d->n_prefix;
+    t->suffix = d->suffix;
+    t->n_suffix = d->n_suffix;
+    for (size_t i = 0; i < d->n_added; i++) {
+        const tok_added *a = &d->added[i];
+        int rc = tok_add_token(t, a->content, a->id, a->lstrip, a->rstrip, a->single_word,
+                               a->normalized, a->special, err);
+        if (rc) {
+            eng_error_prefix(err, "%s", path);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int load_model(eng_tokenizer *t, const char *dir, eng_error *err)
 {
     char p1[4096], p2[4096];
     snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
     if (eng_is_file(p1)) {
         json_t *root;
-        int rc = load_json(dir, "tokenizer.json", &root, err);
-        if (rc != 0)
-            return rc;
-        rc = tok_json_load(t, root, p1, err);
+        tok_desc d;
+        ENG_TRY(load_json(dir, "tokenizer.json", &root, err));
+        int rc = tok_json_load(&d, root, p1, &t->arena, err);
         json_decref(root);
-        return rc;
+        ENG_TRY(rc);
+        return from_desc(t, &d, p1, err);
     }
     snprintf(p1, sizeof p1, "%s/vocab.json", dir);
     snprintf(p2, sizeof p2, "%s/merges.txt", dir);
     if (eng_is_file(p1) && eng_is_file(p2)) {
         t->kind = ENG_TOKENIZER_BPE;
-        int rc = tok_bpe_from_files(&t->bpe, p1, p2, &t->arena, err);
-        return rc != 0 ? rc : tok_clip_default_pipeline(t, err);
+        ENG_TRY(tok_bpe_from_files(&t->bpe, p1, p2, &t->arena, err));
+        return tok_clip_default_pipeline(t, err);
     }
     snprintf(p1, sizeof p1, "%s/spiece.model", dir);
     if (eng_is_file(p1))
@@ -248,45 +270,38 @@ int eng_tokenizer_load(eng_tokenizer **out, const char *dir, eng_error *err)
         return eng_error_set(err, ENG_ENOMEM, "tokenizer: out of memory");
     snprintf(probe, sizeof probe, "%s/tokenizer.json", dir);
     from_vocab = !eng_is_file(probe);
-    int rc = load_model(t, dir, err);
-    if (rc == 0)
-        rc = load_json(dir, "tokenizer_config.json", &cfg, err);
-    if (rc == 0)
-        rc = load_json(dir, "special_tokens_map.json", &map, err);
-    if (rc != 0)
-        goto fail;
+    int rc = 0;
+    ENG_TRY_DONE(load_model(t, dir, err));
+    ENG_TRY_DONE(load_json(dir, "tokenizer_config.json", &cfg, err));
+    ENG_TRY_DONE(load_json(dir, "special_tokens_map.json", &map, err));
     int32_t model_n = t->bpe ? tok_bpe_vocab_size(t->bpe) : tok_unigram_vocab_size(t->unigram);
     if (model_n > t->vocab_size)
         t->vocab_size = model_n;
-    if ((rc = add_config_tokens(t, cfg, "tokenizer_config.json", err)) != 0 ||
-        (rc = add_config_tokens(t, map, "special_tokens_map.json", err)) != 0)
-        goto fail;
-    if (from_vocab && (rc = clip_specials(t, cfg, map, err)) != 0)
-        goto fail;
+    ENG_TRY_DONE(add_config_tokens(t, cfg, "tokenizer_config.json", err));
+    ENG_TRY_DONE(add_config_tokens(t, map, "special_tokens_map.json", err));
+    if (from_vocab)
+        ENG_TRY_DONE(clip_specials(t, cfg, map, err));
     const char *pad = config_token(cfg, "pad_token");
     if (!pad)
         pad = config_token(map, "pad_token");
     if (!pad)
         pad = t->kind == ENG_TOKENIZER_BPE ? "<|endoftext|>" : "<pad>";
-    if (!tok_lookup(t, pad, &t->pad_id)) {
-        rc = eng_error_set(err, ENG_EFORMAT, "pad token \"%s\" is not in the vocabulary", pad);
-        goto fail;
-    }
+    if (!tok_lookup(t, pad, &t->pad_id))
+        ENG_TRY_DONE(eng_error_set(err, ENG_EFORMAT, "pad token \"%s\" is not in the vocabulary",
+                                   pad));
     json_t *mml = json_object_get(cfg, "model_max_length");
     if (json_is_integer(mml) && json_integer_value(mml) > 0 && json_integer_value(mml) < INT32_MAX)
         t->model_max_length = (int)json_integer_value(mml);
-    if ((rc = normalize_added(t, err)) != 0)
-        goto fail;
-    json_decref(cfg);
-    json_decref(map);
+    ENG_TRY_DONE(normalize_added(t, err));
     *out = t;
-    return 0;
-fail:
+done:
     json_decref(cfg);
     json_decref(map);
-    eng_tokenizer_free(t);
-    if (err && strncmp(err->msg, dir, strlen(dir)) != 0)
-        eng_error_prefix(err, "%s", dir);
+    if (rc) {
+        eng_tokenizer_free(t);
+        if (err && strncmp(err->msg, dir, strlen(dir)) != 0)
+            eng_error_prefix(err, "%s", dir);
+    }
     return rc;
 }
 

@@ -226,8 +226,29 @@ struct eng_tokenizer {
     int32_t vocab_size;
 };
 
-/* tokenizer_json.c: fills t's pipeline, model and added tokens from a parsed tokenizer.json. */
-int tok_json_load(eng_tokenizer *t, json_t *root, const char *path, eng_error *err);
+/*
+ * What a tokenizer.json describes, as plain data: tokenizer_json.c reads the file into it and
+ * tokenizer.c builds the eng_tokenizer from it, so the reader never calls back into the builder.
+ * Strings and arrays live in the arena given to tok_json_load; the model (bpe or unigram) and the
+ * Precompiled normalizers' charsmaps belong to the description until the builder takes them.
+ */
+typedef struct tok_desc {
+    eng_tokenizer_kind kind;
+    tok_bpe *bpe;         /* kind BPE */
+    tok_unigram *unigram; /* kind UNIGRAM */
+    tok_norm *norms;      /* the normalizer, a Sequence flattened */
+    size_t n_norms;
+    tok_pretok *pretoks; /* the pre-tokenizer, a Sequence flattened */
+    size_t n_pretoks;
+    int32_t *prefix, *suffix; /* the post-processor's ids around the text */
+    size_t n_prefix, n_suffix;
+    tok_added *added; /* "added_tokens" in file order (match = content; never empty) */
+    size_t n_added;
+} tok_desc;
+
+/* tokenizer_json.c: reads a parsed tokenizer.json into *d (zeroed first). On failure nothing is
+ * left to free but the arena's strings; path names the file in messages. */
+int tok_json_load(tok_desc *d, json_t *root, const char *path, tok_arena *a, eng_error *err);
 /* tokenizer_clip.c: the CLIP pipeline transformers' CLIPTokenizer builds, for vocab.json. */
 int tok_clip_default_pipeline(eng_tokenizer *t, eng_error *err);
 /* tokenizer.c: registers an added token (skipped when its content is already there). */

@@ -1,6 +1,7 @@
 /*
- * tokenizer_json.c - reads a Hugging Face tokenizer.json into an eng_tokenizer: the model (BPE
- * or Unigram), normalizer, pre-tokenizer, post-processor and added tokens.
+ * tokenizer_json.c - reads a Hugging Face tokenizer.json into a tok_desc (tokenizer_internal.h):
+ * the model (BPE or Unigram), normalizer, pre-tokenizer, post-processor and added tokens, as
+ * plain data that tokenizer.c builds the tokenizer from.
  *
  * Supported components are those of the SD3 tokenizers and their usual variants:
  *   normalizers     Sequence, NFC, Lowercase, Replace, Strip, Prepend, Precompiled
@@ -45,7 +46,7 @@ static int count_norms(json_t *n)
     return 1;
 }
 
-static int parse_norm(eng_tokenizer *t, json_t *n, eng_error *err)
+static int parse_norm(tok_desc *t, json_t *n, tok_arena *a, eng_error *err)
 {
     const char *type = type_of(n);
     if (!json_is_object(n) || !type)
@@ -58,9 +59,7 @@ static int parse_norm(eng_tokenizer *t, json_t *n, eng_error *err)
         size_t i;
         json_t *c;
         json_array_foreach(list, i, c) {
-            int rc = parse_norm(t, c, err);
-            if (rc != 0)
-                return rc;
+            ENG_TRY(parse_norm(t, c, a, err));
         }
         return 0;
     }
@@ -82,15 +81,12 @@ static int parse_norm(eng_tokenizer *t, json_t *n, eng_error *err)
                                  "string", type);
         nm->kind = rep ? TOK_NORM_REPLACE : TOK_NORM_PREPEND;
         nm->text_n = json_string_length(text);
-        nm->text = tok_arena_strndup(&t->arena, json_string_value(text), nm->text_n);
+        nm->text = tok_arena_strndup(a, json_string_value(text), nm->text_n);
         if (!nm->text)
             return eng_error_set(err, ENG_ENOMEM, "out of memory");
-        if (rep) {
-            int rc = tok_pattern_parse(&nm->pattern, json_object_get(n, "pattern"), &t->arena,
-                                       "Replace normalizer", err);
-            if (rc != 0)
-                return rc;
-        }
+        if (rep)
+            ENG_TRY(tok_pattern_parse(&nm->pattern, json_object_get(n, "pattern"), a,
+                                      "Replace normalizer", err));
     } else if (strcmp(type, "Precompiled") == 0) {
         json_t *map = json_object_get(n, "precompiled_charsmap");
         nm->kind = TOK_NORM_PRECOMPILED;
@@ -165,7 +161,7 @@ static int parse_metaspace(tok_pretok *pt, json_t *p, eng_error *err)
     return 0;
 }
 
-static int parse_pretok(eng_tokenizer *t, json_t *p, eng_error *err)
+static int parse_pretok(tok_desc *t, json_t *p, eng_error *err)
 {
     const char *type = type_of(p);
     if (!json_is_object(p) || !type)
@@ -178,9 +174,7 @@ static int parse_pretok(eng_tokenizer *t, json_t *p, eng_error *err)
         size_t i;
         json_t *c;
         json_array_foreach(list, i, c) {
-            int rc = parse_pretok(t, c, err);
-            if (rc != 0)
-                return rc;
+            ENG_TRY(parse_pretok(t, c, err));
         }
         return 0;
     }
@@ -189,9 +183,7 @@ static int parse_pretok(eng_tokenizer *t, json_t *p, eng_error *err)
     if (strcmp(type, "WhitespaceSplit") == 0) {
         pt->kind = TOK_PRE_WHITESPACE_SPLIT;
     } else if (strcmp(type, "Metaspace") == 0) {
-        int rc = parse_metaspace(pt, p, err);
-        if (rc != 0)
-            return rc;
+        ENG_TRY(parse_metaspace(pt, p, err));
     } else if (strcmp(type, "ByteLevel") == 0) {
         pt->kind = TOK_PRE_BYTELEVEL;
         pt->add_prefix_space = bool_or(p, "add_prefix_space", 1);
@@ -237,7 +229,7 @@ static int pair_id(json_t *pair, int32_t *id)
     return 0;
 }
 
-static int parse_template(eng_tokenizer *t, json_t *p, eng_error *err)
+static int parse_template(tok_desc *t, json_t *p, tok_arena *a, eng_error *err)
 {
     json_t *single = json_object_get(p, "single");
     json_t *specials = json_object_get(p, "special_tokens");
@@ -270,7 +262,7 @@ static int parse_template(eng_tokenizer *t, json_t *p, eng_error *err)
                                      "has a bad id", name);
             int32_t id = (int32_t)json_integer_value(idv);
             if (push_special(seen_a ? &t->suffix : &t->prefix, seen_a ? &t->n_suffix : &t->n_prefix,
-                             &t->arena, id) != 0)
+                             a, id) != 0)
                 return eng_error_set(err, ENG_ENOMEM, "out of memory");
         }
     }
@@ -279,7 +271,7 @@ static int parse_template(eng_tokenizer *t, json_t *p, eng_error *err)
     return 0;
 }
 
-static int parse_post(eng_tokenizer *t, json_t *p, eng_error *err)
+static int parse_post(tok_desc *t, json_t *p, tok_arena *a, eng_error *err)
 {
     const char *type = type_of(p);
     if (!json_is_object(p) || !type)
@@ -289,9 +281,7 @@ static int parse_post(eng_tokenizer *t, json_t *p, eng_error *err)
         size_t i;
         json_t *c;
         json_array_foreach(json_object_get(p, "processors"), i, c) {
-            int rc = parse_post(t, c, err);
-            if (rc != 0)
-                return rc;
+            ENG_TRY(parse_post(t, c, a, err));
         }
         return 0;
     }
@@ -301,15 +291,15 @@ static int parse_post(eng_tokenizer *t, json_t *p, eng_error *err)
         return eng_error_set(err, ENG_EUNSUPPORTED, "two post-processors that "
                              "both add special tokens");
     if (strcmp(type, "TemplateProcessing") == 0)
-        return parse_template(t, p, err);
+        return parse_template(t, p, a, err);
     if (strcmp(type, "RobertaProcessing") == 0 || strcmp(type, "BertProcessing") == 0) {
         int32_t cls, sep;
         if (pair_id(json_object_get(p, "cls"), &cls) != 0 ||
             pair_id(json_object_get(p, "sep"), &sep) != 0)
             return eng_error_set(err, ENG_EFORMAT, "%s needs \"cls\" and \"sep\" "
                                  "as [token, id]", type);
-        if (push_special(&t->prefix, &t->n_prefix, &t->arena, cls) != 0 ||
-            push_special(&t->suffix, &t->n_suffix, &t->arena, sep) != 0)
+        if (push_special(&t->prefix, &t->n_prefix, a, cls) != 0 ||
+            push_special(&t->suffix, &t->n_suffix, a, sep) != 0)
             return eng_error_set(err, ENG_ENOMEM, "out of memory");
         return 0;
     }
@@ -319,7 +309,7 @@ static int parse_post(eng_tokenizer *t, json_t *p, eng_error *err)
 
 /* ---- the whole file ---- */
 
-static int parse_added(eng_tokenizer *t, json_t *list, eng_error *err)
+static int parse_added(tok_desc *d, json_t *list, tok_arena *ar, eng_error *err)
 {
     size_t i;
     json_t *a;
@@ -327,58 +317,83 @@ static int parse_added(eng_tokenizer *t, json_t *list, eng_error *err)
         return 0;
     if (!json_is_array(list))
         return eng_error_set(err, ENG_EFORMAT, "\"added_tokens\" must be an array");
+    d->added = tok_arena_alloc(ar, (json_array_size(list) + 1) * sizeof *d->added);
+    if (!d->added)
+        return eng_error_set(err, ENG_ENOMEM, "added tokens: out of memory");
     json_array_foreach(list, i, a) {
         json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             json_integer_value(id) >= INT32_MAX || !json_is_string(content))
             return eng_error_set(err, ENG_EFORMAT, "added token %zu needs an "
                                  "\"id\" and a \"content\"", i);
-        int rc = tok_add_token(t, json_string_value(content), (int32_t)json_integer_value(id),
-                               bool_or(a, "lstrip", 0), bool_or(a, "rstrip", 0),
-                               bool_or(a, "single_word", 0), bool_or(a, "normalized", 0),
-                               bool_or(a, "special", 0), err);
-        if (rc != 0)
-            return rc;
+        /* As tok_add_token reads it: up to the first NUL. */
+        size_t n = strlen(json_string_value(content));
+        if (n == 0)
+            return eng_error_set(err, ENG_EFORMAT, "an added token with empty content");
+        const char *c = tok_arena_strndup(ar, json_string_value(content), n);
+        if (!c)
+            return eng_error_set(err, ENG_ENOMEM, "added tokens: out of memory");
+        d->added[d->n_added++] = (tok_added){
+            c, n, c, n, (int32_t)json_integer_value(id), bool_or(a, "lstrip", 0),
+            bool_or(a, "rstrip", 0), bool_or(a, "single_word", 0), bool_or(a, "normalized", 0),
+            bool_or(a, "special", 0)};
     }
     return 0;
 }
 
-int tok_json_load(eng_tokenizer *t, json_t *root, const char *path, eng_error *err)
+static void desc_free(tok_desc *d)
+{
+    for (size_t i = 0; i < d->n_norms; i++)
+        if (d->norms[i].kind == TOK_NORM_PRECOMPILED)
+            tok_charsmap_free(d->norms[i].charsmap);
+    tok_bpe_free(d->bpe);
+    tok_unigram_free(d->unigram);
+    *d = (tok_desc){0};
+}
+
+int tok_json_load(tok_desc *d, json_t *root, const char *path, tok_arena *a, eng_error *err)
 {
     json_t *model = json_object_get(root, "model");
     json_t *norm = json_object_get(root, "normalizer");
     json_t *pre = json_object_get(root, "pre_tokenizer");
     json_t *post = json_object_get(root, "post_processor");
     const char *mtype = type_of(model);
-    int rc;
+    int rc = 0;
+    *d = (tok_desc){0};
     if (!json_is_object(model))
         return eng_error_set(err, ENG_EFORMAT, "%s: no \"model\" object", path);
     /* Files from old tokenizers versions leave the model type out; BPE has merges. */
     if (!mtype)
         mtype = json_object_get(model, "merges") ? "BPE" : "Unigram";
     if (strcmp(mtype, "BPE") == 0) {
-        t->kind = ENG_TOKENIZER_BPE;
-        rc = tok_bpe_from_json(&t->bpe, model, &t->arena, err);
+        d->kind = ENG_TOKENIZER_BPE;
+        ENG_TRY_DONE(tok_bpe_from_json(&d->bpe, model, a, err));
     } else if (strcmp(mtype, "Unigram") == 0) {
-        t->kind = ENG_TOKENIZER_UNIGRAM;
-        rc = tok_unigram_from_json(&t->unigram, model, &t->arena, err);
+        d->kind = ENG_TOKENIZER_UNIGRAM;
+        ENG_TRY_DONE(tok_unigram_from_json(&d->unigram, model, a, err));
     } else {
-        rc = eng_error_set(err, ENG_EUNSUPPORTED, "model type \"%s\" is not supported", mtype);
+        ENG_TRY_DONE(eng_error_set(err, ENG_EUNSUPPORTED, "model type \"%s\" is not supported",
+                                   mtype));
     }
-    if (rc == 0 && norm && !json_is_null(norm)) {
-        t->norms = tok_arena_alloc(&t->arena, (size_t)count_norms(norm) * sizeof *t->norms);
-        rc = t->norms ? parse_norm(t, norm, err) : eng_error_set(err, ENG_ENOMEM, "out of memory");
+    if (norm && !json_is_null(norm)) {
+        d->norms = tok_arena_alloc(a, (size_t)count_norms(norm) * sizeof *d->norms);
+        if (!d->norms)
+            ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "out of memory"));
+        ENG_TRY_DONE(parse_norm(d, norm, a, err));
     }
-    if (rc == 0 && pre && !json_is_null(pre)) {
-        t->pretoks = tok_arena_alloc(&t->arena, (size_t)count_pretoks(pre) * sizeof *t->pretoks);
-        rc = t->pretoks ? parse_pretok(t, pre, err)
-                        : eng_error_set(err, ENG_ENOMEM, "out of memory");
+    if (pre && !json_is_null(pre)) {
+        d->pretoks = tok_arena_alloc(a, (size_t)count_pretoks(pre) * sizeof *d->pretoks);
+        if (!d->pretoks)
+            ENG_TRY_DONE(eng_error_set(err, ENG_ENOMEM, "out of memory"));
+        ENG_TRY_DONE(parse_pretok(d, pre, err));
     }
-    if (rc == 0 && post && !json_is_null(post))
-        rc = parse_post(t, post, err);
-    if (rc == 0)
-        rc = parse_added(t, json_object_get(root, "added_tokens"), err);
-    if (rc != 0)
+    if (post && !json_is_null(post))
+        ENG_TRY_DONE(parse_post(d, post, a, err));
+    ENG_TRY_DONE(parse_added(d, json_object_get(root, "added_tokens"), a, err));
+done:
+    if (rc) {
+        desc_free(d);
         eng_error_prefix(err, "%s", path);
+    }
     return rc;
 }
