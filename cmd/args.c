@@ -271,29 +271,34 @@ static const cmd_arg *find_short(const cmd_args_spec *s, char c)
 
 /*
  * Writes text from column col (where the cursor is), wrapping at HELP_WIDTH with further lines
- * indented by indent; a "\n" in text starts a new line at indent plus that line's own leading
- * spaces. NBSP prints as a space that never breaks. Ends the last line.
+ * indented by indent. A "\n" in text starts a new line at indent plus that line's own leading
+ * spaces; spaces inside a line are kept, and a line that has a run of two (a list item
+ * "  all      every attn ...") wraps under the text after it. NBSP prints as a space that never
+ * breaks. Ends the last line.
  */
 static void wrap(FILE *f, const char *text, int col, int indent)
 {
     const char *p = text;
     for (;;) {
         int lead = (int)strspn(p, " ");
-        int sub = indent + lead;
+        int sub = indent + lead, hung = 0;
         fprintf(f, "%*s", lead, "");
         col += lead;
         p += lead;
         for (int first = 1;; first = 0) {
-            p += strspn(p, " ");
+            int gap = (int)strspn(p, " ");
+            p += gap;
             if (!*p || *p == '\n')
                 break;
             int n = (int)strcspn(p, " \n");
-            if (!first && col + 1 + n > HELP_WIDTH) {
+            if (!first && col + gap + n > HELP_WIDTH) {
                 fprintf(f, "\n%*s", sub, "");
                 col = sub;
             } else if (!first) {
-                fputc(' ', f);
-                col++;
+                fprintf(f, "%*s", gap, "");
+                col += gap;
+                if (gap >= 2 && !hung)
+                    sub = col, hung = 1;
             }
             for (int k = 0; k < n; k++)
                 fputc(p[k] == NBSP ? ' ' : p[k], f);
@@ -326,7 +331,8 @@ static void row_label(const cmd_arg *r, char *buf, size_t len)
         snprintf(buf + o, len - o, " %s", r->metavar);
 }
 
-/* The option as the synopsis and the messages name it: the short form when it has one. */
+/* The option as the synopsis and the "is required" message name it: the short form when it has
+ * one. */
 static void row_flag(const cmd_arg *r, char *buf, size_t len)
 {
     if (r->flags & CMD_ARG_POSITIONAL)
@@ -334,7 +340,7 @@ static void row_flag(const cmd_arg *r, char *buf, size_t len)
     else if (r->short_name)
         snprintf(buf, len, "-%c", r->short_name);
     else
-        snprintf(buf, len, "--%s", r->name);
+        snprintf(buf, len, "--%s%s", r->type == CMD_ARG_BOOL ? "[no-]" : "", r->name);
 }
 
 static void synopsis(const cmd_args_spec *s, char *buf, size_t len)
@@ -394,35 +400,35 @@ void cmd_args_help(const cmd_args_spec *s, FILE *f)
         row_label(r, label, sizeof label);
         facts[0] = '\0';
         if (r->def && *r->def && r->type != CMD_ARG_FLAG)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "default %s; ", r->def);
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "default\x01%s; ", r->def);
         if (r->type == CMD_ARG_ENUM)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "one of %s; ",
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "%s; ",
                                   choices_text(r->choices, ch, sizeof ch));
         else if (r->type == CMD_ARG_INT || r->type == CMD_ARG_INT64 || r->type == CMD_ARG_SIZE)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "%.0f to %.0f; ", r->lo, r->hi);
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "%.0f\x01to\x01%.0f; ", r->lo, r->hi);
         else if (r->type == CMD_ARG_DOUBLE)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "%g to %g; ", r->lo, r->hi);
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "%g\x01to\x01%g; ", r->lo, r->hi);
         else if (r->type == CMD_ARG_U64)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "0 to 2^64-1; ");
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "0\x01to\x01" "2^64-1; ");
         else if (r->type == CMD_ARG_DURATION) {
             double u = r->unit > 0 ? (double)r->unit : 1.0;
             n += (size_t)snprintf(facts + n, sizeof facts - n, "%.0f to %.0f %s, or with ms/s/m; ",
                                   r->lo / u, r->hi / u, u == 1000 ? "s" : "ms");
         }
         if (r->env)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "env %s; ", r->env);
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "env\x01%s; ", r->env);
         if (n >= 2 && n < sizeof facts)
             facts[n - 2] = '\0'; /* the last "; " */
-        snprintf(text, sizeof text, "%s%s%s%s", r->help ? r->help : "", facts[0] ? " (" : "",
-                 facts, facts[0] ? ")" : "");
-        int col = fprintf(f, "  %-*s ", width, label);
-        if (col > width + 3) {
-            fprintf(f, "\n%*s", width + 3, "");
-            col = width + 3;
+        snprintf(text, sizeof text, "%s%s%s%s", r->help ? r->help : "", facts[0] ? " [" : "",
+                 facts, facts[0] ? "]" : "");
+        int col = fprintf(f, "  %-*s  ", width, label);
+        if (col > width + 4) {
+            fprintf(f, "\n%*s", width + 4, "");
+            col = width + 4;
         }
-        wrap(f, text, col, width + 3);
+        wrap(f, text, col, width + 4);
     }
-    fprintf(f, "  %-*s print this help\n", width, "--help");
+    fprintf(f, "  %-*s  print this help\n", width, "--help");
 }
 
 /* ---- argv ---- */

@@ -64,6 +64,8 @@ typedef struct bench_opts {
 /* Text tokens with --model or --preset sd35m: SD3's prompt encoding (engine/prompt.h). */
 #define SD3_TOKENS (ENG_PROMPT_CLIP_LEN + ENG_PROMPT_T5_LEN)
 
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
 #define F(field) offsetof(bench_opts, field)
 
 static const cmd_arg bench_rows[] = {
@@ -92,11 +94,12 @@ static const cmd_arg bench_rows[] = {
      .off = F(batch), .help = "samples per forward"},
     {.name = "tokens", .type = CMD_ARG_INT, .lo = 1, .hi = 4096, .metavar = "T",
      .off = F(tokens),
-     .help = "text tokens; default: SD3's prompt encoding (77 CLIP + 256 T5) with --model or "
-             "--preset sd35m, 32 for the tiny random model"},
+     .help = "text tokens; default: SD3's prompt encoding (" STR(ENG_PROMPT_CLIP_LEN) " CLIP + "
+             STR(ENG_PROMPT_T5_LEN) " T5) with --model or --preset sd35m, 32 for the tiny random "
+             "model"},
     {.name = "steps", .type = CMD_ARG_INT, .def = "0", .lo = 0, .hi = ENG_SAMPLER_MAX_STEPS,
      .metavar = "N", .off = F(steps),
-     .help = "time an N-step denoising loop instead of one forward (0)"},
+     .help = "time an N-step denoising loop instead of one forward (0: the forward)"},
     {.name = "guidance", .type = CMD_ARG_DOUBLE, .def = "1", .lo = 0, .hi = 100, .metavar = "G",
      .off = F(guidance),
      .help = "the loop's guidance scale: 1 is no unconditional pass; above 1 every forward "

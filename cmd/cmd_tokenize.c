@@ -20,6 +20,9 @@
 
 enum { MAX_LEN_LIMIT = 1 << 20 };
 
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
+
 static const char *const folders[] = {"tokenizer", "tokenizer_2", "tokenizer_3"};
 
 typedef struct tok_args {
@@ -38,7 +41,8 @@ static const cmd_arg tok_rows[] = {
                                                "starts with -)"},
     {.name = "max-length", .type = CMD_ARG_INT, .lo = 1, .hi = MAX_LEN_LIMIT, .metavar = "N",
      .off = offsetof(tok_args, max_length),
-     .help = "row length; default: SD3's, 77 for CLIP BPE and 256 for T5 Unigram tokenizers"},
+     .help = "row length; default: SD3's, " STR(ENG_PROMPT_CLIP_LEN) " for CLIP BPE and "
+             STR(ENG_PROMPT_T5_LEN) " for T5 Unigram tokenizers"},
     {.name = "trim", .type = CMD_ARG_FLAG, .hi = 1, .off = offsetof(tok_args, trim),
      .help = "leave the padding out"},
 };
