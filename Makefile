@@ -78,11 +78,11 @@ LDLIBS_ALL += $(CUDA_LIBS)
 endif
 
 # ---- sources ----
-LIB_SRCS := $(sort $(wildcard engine/*.c engine/*/*.c kernels/cpu/*.c api/*.c server/*.c))
-LIB_SRCS := $(filter-out server/main.c,$(LIB_SRCS))
+LIB_SRCS := $(sort $(wildcard engine/*.c engine/*/*.c kernels/cpu/*.c api/*.c server/*.c cmd/*.c))
+LIB_SRCS := $(filter-out cmd/main.c,$(LIB_SRCS))
 CU_SRCS := $(if $(filter 1,$(HAVE_CUDA)),$(sort $(wildcard kernels/cuda/*.cu)))
 UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/engine/*/*.c tests/kernels/cpu/*.c \
-                               tests/api/*.c tests/server/*.c))
+                               tests/api/*.c tests/server/*.c tests/cmd/*.c))
 GPU_TEST_SRCS := $(sort $(wildcard tests/kernels/cuda/*.c))
 # The GPU op test needs only tensors, the backends and the kernels: no jansson, which the GPU
 # machine lacks headers for.
@@ -124,7 +124,7 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN): $(OBJ)/server/main.o $(LIB)
+$(BIN): $(OBJ)/cmd/main.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(UNIT_BIN): $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(LIB)

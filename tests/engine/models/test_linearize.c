@@ -1,5 +1,6 @@
 /*
- * test_linearize.c - `tttd linearize` (engine/models/linearize.c, server/cmd_linearize.c).
+ * test_linearize.c - the conversion of `tttd linearize` (engine/models/linearize.c; the command
+ * line is tests/cmd/test_cmd_linearize.c's).
  *
  * Each test builds a tiny softmax SD3 model in a fresh mkdtemp folder (the fixture config of
  * tests/fixtures/mmdit, a few tensors per module written with eng_st_writer, as a bare
@@ -27,7 +28,6 @@
 #include "engine/core/rng.h"
 #include "engine/io/safetensors.h"
 #include "kernels/cpu/k_cpu.h"
-#include "server/cmd_linearize.h"
 #include "tests/common/test_util.h"
 
 static const char *const tiny_config =
@@ -701,57 +701,6 @@ Test(linearize, refuses_bad_inputs_and_outputs)
     cr_assert_eq(run_lin("transformer_blocks.1.attn", 0, 0, NULL, &err), ENG_EINVAL);
     cr_assert_not_null(strstr(err.msg, "transformer_blocks.1.attn.w1"), "%s", err.msg);
     cr_assert_eq(access(at("out"), F_OK), -1);
-}
-
-/* ---- the command ---- */
-
-static int cmd(char *outbuf, size_t outlen, char *errbuf, size_t errlen, int argc, char **argv)
-{
-    FILE *o = fmemopen(outbuf, outlen, "w"), *e = fmemopen(errbuf, errlen, "w");
-    int rc = srv_cmd_linearize(argc, argv, o, e);
-    fclose(o);
-    fclose(e);
-    return rc;
-}
-
-Test(linearize, command_line)
-{
-    char out[4096], errs[4096], in_s[512], out_s[512];
-    make_input(LAYOUT_BARE, ENG_DTYPE_F32);
-    snprintf(in_s, sizeof in_s, "%s", at("in"));
-    snprintf(out_s, sizeof out_s, "%s", at("out"));
-
-    char *help[] = {"linearize", "--help"};
-    cr_assert_eq(cmd(out, sizeof out, errs, sizeof errs, 2, help), 0);
-    for (const char *const *f = (const char *const[]){"--map", "--seed", "--force", "sd35-t5",
-                                                      "all", NULL};
-         *f; f++)
-        cr_assert_not_null(strstr(out, *f), "--help lacks %s", *f);
-
-    char *no_map[] = {"linearize", in_s, out_s};
-    cr_assert_eq(cmd(out, sizeof out, errs, sizeof errs, 3, no_map), 2);
-    cr_assert_not_null(strstr(errs, "missing --map"), "%s", errs);
-    char *bad_seed[] = {"linearize", in_s, out_s, "--map", "all", "--seed", "-1"};
-    cr_assert_eq(cmd(out, sizeof out, errs, sizeof errs, 7, bad_seed), 2);
-    char *bad_opt[] = {"linearize", in_s, out_s, "--map=all", "--bogus"};
-    cr_assert_eq(cmd(out, sizeof out, errs, sizeof errs, 5, bad_opt), 2);
-    char *bad_mod[] = {"linearize", in_s, out_s, "--map", "transformer_blocks.0.attn9"};
-    cr_assert_eq(cmd(out, sizeof out, errs, sizeof errs, 5, bad_mod), 1);
-    cr_assert_not_null(strstr(errs, "transformer_blocks.0.attn9"), "%s", errs);
-    cr_assert_eq(strchr(errs, '\n'), errs + strlen(errs) - 1, "one line: %s", errs);
-
-    char *ok[] = {"linearize", in_s, out_s,
-                  "--map=transformer_blocks.0.attn2,transformer_blocks.2.attn", "--seed=77"};
-    cr_assert_eq(cmd(out, sizeof out, errs, sizeof errs, 5, ok), 0, "%s", errs);
-    cr_assert_not_null(strstr(out, "linearized 2 of 4 attention modules"), "%s", out);
-    cr_assert_not_null(strstr(out, "seed 77"), "%s", out);
-    cr_assert_not_null(strstr(out, "  transformer_blocks.0.attn2\n  transformer_blocks.2.attn\n"),
-                       "%s", out);
-    cr_assert_not_null(strstr(out, "new: 12 tensors, 3,328 parameters (F32)"), "%s", out);
-    eng_safetensors *st;
-    cr_assert_eq(eng_safetensors_open_dir(&st, out_s, NULL), 0);
-    cr_assert_str_eq(eng_safetensors_metadata(st, "tttd.linearize.seed"), "77");
-    eng_safetensors_close(st);
 }
 
 /* ---- the reference fixtures (tests/fixtures/mmdit, written by tools/reference) ---- */

@@ -10,8 +10,8 @@
  * Unigram (T5) ones, padded with each tokenizer's pad id; --max-length N sets every row's length,
  * --trim drops the padding. "--" ends the options (for a prompt that starts with "-").
  */
-#ifndef TTTD_SERVER_CMD_TOKENIZE_H
-#define TTTD_SERVER_CMD_TOKENIZE_H
+#ifndef TTTD_CMD_TOKENIZE_H
+#define TTTD_CMD_TOKENIZE_H
 
 #include <stdio.h>
 
@@ -20,6 +20,6 @@
  * (also --help, whose usage goes to out), 1 a tokenizer folder could not be read or the prompt
  * not encoded (one line naming the folder on errout, nothing on out), 2 bad usage (on errout).
  */
-int srv_cmd_tokenize(int argc, char **argv, FILE *out, FILE *errout);
+int cmd_tokenize(int argc, char **argv, FILE *out, FILE *errout);
 
 #endif

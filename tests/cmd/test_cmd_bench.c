@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/cmd_bench.h"
+#include "cmd/cmd_bench.h"
 
 typedef struct run_result {
     int rc;
@@ -35,7 +35,7 @@ static run_result run(const char *first, ...)
     size_t no, ne;
     FILE *out = open_memstream(&r.out, &no), *err = open_memstream(&r.err, &ne);
     cr_assert(out && err);
-    r.rc = srv_cmd_bench(argc, argv, out, err);
+    r.rc = cmd_bench(argc, argv, out, err);
     fclose(out), fclose(err);
     return r;
 }

@@ -5,8 +5,9 @@
  * Everything is gathered first (gather_*), then rendered as text or JSON, so that a failure
  * anywhere gives exactly one error line and no partial report.
  */
-#include "server/cmd_info.h"
-#include "server/cli.h"
+#include "cmd/cmd_info.h"
+#include "cmd/args.h"
+#include "cmd/cli.h"
 #include "engine/core/fsutil.h"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +127,7 @@ static const char *fmt_params(uint64_t v, char *buf, size_t len)
 {
     char digits[40];
     double x = (double)v;
-    srv_cli_fmt_count(v, digits, sizeof digits);
+    cmd_fmt_count(v, digits, sizeof digits);
     if (v >= 1000000000u)
         snprintf(buf, len, "%s (%.2f B)", digits, x / 1e9);
     else if (v >= 1000000u)
@@ -648,46 +650,36 @@ static int render_json(FILE *out, const model_info *mi)
 
 /* ---- the subcommand ---- */
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: tttd info MODEL_DIR [--json]\n"
-               "\n"
-               "Prints the components of a diffusers model folder (model_index.json), or of one\n"
-               "component folder (config.json): each config's key fields, the weights found\n"
-               "(files, tensors, parameters, bytes, dtypes) and the tokenizer files present.\n"
-               "\n"
-               "  --json   print one JSON object instead of text\n"
-               "  --help   print this help\n");
-}
+typedef struct info_args {
+    const char *dir;
+    int json;
+} info_args;
 
-int srv_cmd_info(int argc, char **argv, FILE *out, FILE *errout)
-{
-    const char *dir = NULL;
-    int as_json = 0;
+static const cmd_arg info_rows[] = {
+    {.name = "MODEL_DIR", .type = CMD_ARG_STR, .flags = CMD_ARG_POSITIONAL,
+     .off = offsetof(info_args, dir),
+     .help = "a diffusers pipeline folder (model_index.json) or one component folder"},
+    {.name = "json", .type = CMD_ARG_FLAG, .hi = 1, .off = offsetof(info_args, json),
+     .help = "print one JSON object instead of text"},
+};
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(out);
-            return 0;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            as_json = 1;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(errout, "tttd info: unknown option %s\n", argv[i]);
-            usage(errout);
-            return 2;
-        } else if (dir) {
-            fprintf(errout, "tttd info: more than one MODEL_DIR (%s, %s)\n", dir, argv[i]);
-            usage(errout);
-            return 2;
-        } else {
-            dir = argv[i];
-        }
-    }
-    if (!dir) {
-        fprintf(errout, "tttd info: missing MODEL_DIR\n");
-        usage(errout);
-        return 2;
-    }
+static const cmd_args_spec info_spec = {
+    .prog = "tttd info",
+    .about = "Prints the components of a diffusers model folder (model_index.json), or of one "
+             "component folder (config.json): each config's key fields, the weights found "
+             "(files, tensors, parameters, bytes, dtypes) and the tokenizer files present.",
+    .rows = info_rows,
+    .n_rows = (int)(sizeof info_rows / sizeof info_rows[0]),
+};
+
+int cmd_info(int argc, char **argv, FILE *out, FILE *errout)
+{
+    info_args a = {0};
+    int rc = cmd_args_parse(&info_spec, &a, argc, argv, out, errout);
+    if (rc >= 0)
+        return rc;
+    const char *dir = a.dir;
+    int as_json = a.json;
 
     model_info *mi = calloc(1, sizeof *mi);
     eng_error err = {0};

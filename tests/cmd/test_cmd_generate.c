@@ -21,7 +21,7 @@
 #include <turbojpeg.h>
 
 #include "engine/io/safetensors.h"
-#include "server/cmd_generate.h"
+#include "cmd/cmd_generate.h"
 
 #define MODEL "tests/fixtures/tiny_model"
 #define GOLDEN "tests/fixtures/pipeline/golden.safetensors"
@@ -49,7 +49,7 @@ static run_result run(const char *first, ...)
     size_t no, ne;
     FILE *out = open_memstream(&r.out, &no), *err = open_memstream(&r.err, &ne);
     cr_assert(out && err);
-    r.rc = srv_cmd_generate(argc, argv, out, err);
+    r.rc = cmd_generate(argc, argv, out, err);
     fclose(out), fclose(err);
     return r;
 }

@@ -3,8 +3,8 @@
  * checkpoint from a softmax SD3 checkpoint (engine/models/linearize.h does the work and documents the
  * output) and prints a summary: the modules linearized, the new tensors and parameters.
  */
-#ifndef TTTD_SERVER_CMD_LINEARIZE_H
-#define TTTD_SERVER_CMD_LINEARIZE_H
+#ifndef TTTD_CMD_LINEARIZE_H
+#define TTTD_CMD_LINEARIZE_H
 
 #include <stdio.h>
 
@@ -14,6 +14,6 @@
  * 0 success (also for --help, whose usage goes to out), 1 the conversion failed (the line names
  * the file, module or folder at fault), 2 bad usage (usage goes to errout).
  */
-int srv_cmd_linearize(int argc, char **argv, FILE *out, FILE *errout);
+int cmd_linearize(int argc, char **argv, FILE *out, FILE *errout);
 
 #endif

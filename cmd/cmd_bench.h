@@ -3,8 +3,8 @@
  * loop) on the CPU backend, with a model folder or a random-weight tiny model made on the spot.
  * Informative only: the numbers depend on the machine, its load and OMP_NUM_THREADS.
  */
-#ifndef TTTD_SERVER_CMD_BENCH_H
-#define TTTD_SERVER_CMD_BENCH_H
+#ifndef TTTD_CMD_BENCH_H
+#define TTTD_CMD_BENCH_H
 
 #include <stdio.h>
 
@@ -14,6 +14,6 @@
  * Returns the process exit status: 0 success (also for --help), 1 the model could not be made,
  * loaded or run, 2 bad usage (usage goes to errout).
  */
-int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout);
+int cmd_bench(int argc, char **argv, FILE *out, FILE *errout);
 
 #endif

@@ -3,33 +3,58 @@
  * one prompt as JSON (see cmd_tokenize.h). All rows are computed before anything is printed, so
  * a failure gives one error line and no partial output.
  */
-#include "server/cmd_tokenize.h"
+#include "cmd/cmd_tokenize.h"
+#include "cmd/args.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "engine/core/error.h"
+#include "engine/prompt.h"
 #include "engine/text/tokenizer.h"
 
-/* SD3's pipeline: CLIP rows of 77, T5 rows of 256. */
-enum { CLIP_LEN = 77, T5_LEN = 256, MAX_LEN_LIMIT = 1 << 20 };
+enum { MAX_LEN_LIMIT = 1 << 20 };
+
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
 
 static const char *const folders[] = {"tokenizer", "tokenizer_2", "tokenizer_3"};
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: tttd tokenize MODEL_DIR PROMPT [--max-length N] [--trim]\n"
-               "  Prints the token ids of PROMPT for each tokenizer folder of MODEL_DIR\n"
-               "  (tokenizer/, tokenizer_2/, tokenizer_3/), or for MODEL_DIR itself when it is\n"
-               "  a tokenizer folder, as one JSON object keyed by folder name.\n"
-               "  --max-length N  row length (default: 77 for CLIP BPE, 256 for T5 Unigram)\n"
-               "  --trim          leave the padding out\n"
-               "  --              the next argument is the prompt even if it starts with -\n");
-}
+typedef struct tok_args {
+    const char *dir, *prompt;
+    int max_length; /* 0: each tokenizer's row length in SD3's pipeline */
+    int trim;
+} tok_args;
+
+static const cmd_arg tok_rows[] = {
+    {.name = "MODEL_DIR", .type = CMD_ARG_STR, .flags = CMD_ARG_POSITIONAL,
+     .off = offsetof(tok_args, dir),
+     .help = "a pipeline folder (its tokenizer/, tokenizer_2/, tokenizer_3/) or one tokenizer "
+             "folder"},
+    {.name = "PROMPT", .type = CMD_ARG_STR, .flags = CMD_ARG_POSITIONAL,
+     .off = offsetof(tok_args, prompt), .help = "the text to encode (\"--\" before it when it "
+                                               "starts with -)"},
+    {.name = "max-length", .type = CMD_ARG_INT, .lo = 1, .hi = MAX_LEN_LIMIT, .metavar = "N",
+     .off = offsetof(tok_args, max_length),
+     .help = "row length; default: SD3's, " STR(ENG_PROMPT_CLIP_LEN) " for CLIP BPE and "
+             STR(ENG_PROMPT_T5_LEN) " for T5 Unigram tokenizers"},
+    {.name = "trim", .type = CMD_ARG_FLAG, .hi = 1, .off = offsetof(tok_args, trim),
+     .help = "leave the padding out"},
+};
+
+static const cmd_args_spec tok_spec = {
+    .prog = "tttd tokenize",
+    .about = "Prints the token ids of PROMPT for each tokenizer folder of MODEL_DIR (tokenizer/, "
+             "tokenizer_2/, tokenizer_3/), or for MODEL_DIR itself when it is a tokenizer folder, "
+             "as one JSON object keyed by folder name.",
+    .rows = tok_rows,
+    .n_rows = (int)(sizeof tok_rows / sizeof tok_rows[0]),
+};
 
 static int is_file(const char *dir, const char *name)
 {
@@ -71,7 +96,8 @@ static int add_row(json_t *obj, const char *key, const char *path, const char *p
         return 1;
     }
     int len = max_length > 0 ? max_length
-                             : eng_tokenizer_kind_of(t) == ENG_TOKENIZER_BPE ? CLIP_LEN : T5_LEN;
+                             : eng_tokenizer_kind_of(t) == ENG_TOKENIZER_BPE ? ENG_PROMPT_CLIP_LEN
+                                                               : ENG_PROMPT_T5_LEN;
     int32_t *ids = malloc((size_t)len * sizeof *ids);
     json_t *row = json_array();
     int n_real = 0, status = 1;
@@ -95,50 +121,14 @@ static int add_row(json_t *obj, const char *key, const char *path, const char *p
     return status;
 }
 
-int srv_cmd_tokenize(int argc, char **argv, FILE *out, FILE *errout)
+int cmd_tokenize(int argc, char **argv, FILE *out, FILE *errout)
 {
-    const char *pos[2] = {NULL, NULL};
-    int n_pos = 0, trim = 0, max_length = 0, only_pos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!only_pos && strcmp(a, "--") == 0) {
-            only_pos = 1;
-        } else if (!only_pos && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
-            usage(out);
-            return 0;
-        } else if (!only_pos && strcmp(a, "--trim") == 0) {
-            trim = 1;
-        } else if (!only_pos && strcmp(a, "--max-length") == 0) {
-            char *end;
-            errno = 0;
-            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || errno || v < 1 || v > MAX_LEN_LIMIT) {
-                fprintf(errout, "tttd tokenize: --max-length needs a number in 1..%d\n",
-                        MAX_LEN_LIMIT);
-                usage(errout);
-                return 2;
-            }
-            max_length = (int)v;
-            i++;
-        } else if (!only_pos && a[0] == '-' && a[1] != '\0') {
-            fprintf(errout, "tttd tokenize: unknown option %s (use -- before a prompt that "
-                            "starts with -)\n", a);
-            usage(errout);
-            return 2;
-        } else if (n_pos < 2) {
-            pos[n_pos++] = a;
-        } else {
-            fprintf(errout, "tttd tokenize: too many arguments (quote the prompt)\n");
-            usage(errout);
-            return 2;
-        }
-    }
-    if (n_pos < 2) {
-        fprintf(errout, "tttd tokenize: missing %s\n", n_pos == 0 ? "MODEL_DIR" : "PROMPT");
-        usage(errout);
-        return 2;
-    }
-    const char *dir = pos[0], *prompt = pos[1];
+    tok_args a = {0};
+    int rc = cmd_args_parse(&tok_spec, &a, argc, argv, out, errout);
+    if (rc >= 0)
+        return rc;
+    const char *dir = a.dir, *prompt = a.prompt;
+    int max_length = a.max_length, trim = a.trim;
     json_t *obj = json_object();
     int status = 0, found = 0;
     if (!obj) {

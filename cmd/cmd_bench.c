@@ -8,8 +8,8 @@
  * transformer forward (or, with --steps, a whole denoising loop) R times after one warm-up and
  * prints the median and the minimum.
  */
-#include "server/cmd_bench.h"
-#include "server/cli.h"
+#include "cmd/cmd_bench.h"
+#include "cmd/args.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,6 +27,7 @@
 #include "engine/models/mmdit.h"
 #include "engine/core/rng.h"
 #include "engine/io/safetensors.h"
+#include "engine/prompt.h"
 #include "engine/sampler.h"
 
 /* The random model's shape: a preset of --preset. */
@@ -42,51 +43,80 @@ static const rnd_shape rnd_shapes[] = {
     /* SD3.5-Medium: 24 blocks, 24 heads x 64, dual attention in blocks 0-12. */
     {"sd35m", 24, 24, 64, 16, 4096, 2048, 384, 13},
 };
+_Static_assert(sizeof rnd_shapes / sizeof rnd_shapes[0] == 2,
+               "--preset's choices (\"tiny|sd35m\") name every shape, in order");
 
 typedef struct bench_opts {
-    const char *model;     /* NULL: the random model */
-    const char *ttt;       /* the random model's TTT preset */
-    const rnd_shape *shape; /* the random model's shape */
-    int cuda;              /* 1: the CUDA backend */
-    eng_dtype dtype;       /* the model's dtype */
+    const char *model;      /* NULL: the random model */
+    int ttt;                /* the random model's TTT map: an index of TTT_MAPS */
+    int preset;             /* the random model's shape: an index of rnd_shapes */
+    const rnd_shape *shape; /* rnd_shapes[preset] */
+    int cuda;               /* 1: the CUDA backend */
+    int dtype_choice;       /* 0 f32, 1 bf16 */
+    eng_dtype dtype;        /* the model's dtype */
     int width, height, batch, tokens, steps, repeat;
     double guidance;
 } bench_opts;
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: tttd bench [--cpu | --cuda] [--dtype f32|bf16] [--model PATH]\n"
-            "                  [--preset tiny|sd35m] [--ttt MAP] [--width W --height H]\n"
-            "                  [--batch B] [--tokens T] [--steps N [--guidance G]] [--repeat R]\n"
-            "\n"
-            "Times the MMDiT transformer: one forward pass of a batch (default), or a whole\n"
-            "denoising loop with --steps. Runs once to warm up, then R timed runs; prints the\n"
-            "model's shape, the input sizes, and the median and minimum time. Informative only:\n"
-            "results depend on the machine, its load and OMP_NUM_THREADS.\n"
-            "\n"
-            "  --cpu          the CPU backend (the default)\n"
-            "  --cuda         the CUDA backend, device 0 (builds with nvcc only)\n"
-            "  --dtype D      the model's dtype: f32 (default; the only one on the CPU) or bf16\n"
-            "  --model PATH   a transformer folder (config.json + *.safetensors), a pipeline\n"
-            "                 folder (its transformer/), or an SAI single-file .safetensors;\n"
-            "                 default: a random-weight model of the --preset shape\n"
-            "  --preset P     the random model's shape: tiny (default: 4 blocks, 4 heads x 32,\n"
-            "                 dual attention in blocks 0-1) or sd35m (SD3.5-Medium: 24 blocks,\n"
-            "                 24 heads x 64, dual attention in blocks 0-12, 4096-wide text)\n"
-            "  --ttt MAP      the random model's TTT map: none (default), all, sd35-t5\n"
-            "  --width W      image width in pixels (default 256; latent W/8); a multiple of\n"
-            "                 8 x patch size\n"
-            "  --height H     image height in pixels (default 256)\n"
-            "  --batch B      samples per forward (default 1)\n"
-            "  --tokens T     text tokens (default 333, as SD3's prompt encoding, with --model\n"
-            "                 or --preset sd35m; 32 for the tiny random model)\n"
-            "  --steps N      time an N-step denoising loop instead of one forward (default 0)\n"
-            "  --guidance G   the loop's guidance scale (default 1: no unconditional pass;\n"
-            "                 above 1 every forward holds 2B rows)\n"
-            "  --repeat R     timed runs (default 5)\n"
-            "  --help         print this help\n");
-}
+/* The names a config's "ttt": {"preset": ...} takes; --preset's choices are rnd_shapes' names. */
+#define TTT_MAPS "none|all|sd35-t5"
+
+/* Text tokens with --model or --preset sd35m: SD3's prompt encoding (engine/prompt.h). */
+#define SD3_TOKENS (ENG_PROMPT_CLIP_LEN + ENG_PROMPT_T5_LEN)
+
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
+#define F(field) offsetof(bench_opts, field)
+
+static const cmd_arg bench_rows[] = {
+    {.name = "cpu", .type = CMD_ARG_FLAG, .hi = 0, .off = F(cuda),
+     .help = "the CPU backend (the default)"},
+    {.name = "cuda", .type = CMD_ARG_FLAG, .hi = 1, .off = F(cuda),
+     .help = "the CUDA backend, device 0 (builds with nvcc only)"},
+    {.name = "dtype", .type = CMD_ARG_ENUM, .def = "f32", .choices = "f32|bf16", .metavar = "D",
+     .off = F(dtype_choice), .help = "the model's dtype; the CPU has only f32"},
+    {.name = "model", .type = CMD_ARG_STR, .metavar = "PATH", .off = F(model),
+     .help = "a transformer folder (config.json + *.safetensors), a pipeline folder (its "
+             "transformer/), or an SAI single-file .safetensors; default: a random-weight model "
+             "of the --preset shape"},
+    {.name = "preset", .type = CMD_ARG_ENUM, .def = "tiny", .choices = "tiny|sd35m",
+     .metavar = "P", .off = F(preset),
+     .help = "the random model's shape: tiny (4 blocks, 4 heads x 32, dual attention in blocks "
+             "0-1) or sd35m (SD3.5-Medium: 24 blocks, 24 heads x 64, dual attention in blocks "
+             "0-12, 4096-wide text)"},
+    {.name = "ttt", .type = CMD_ARG_ENUM, .def = "none", .choices = TTT_MAPS, .metavar = "MAP",
+     .off = F(ttt), .help = "the random model's TTT map"},
+    {.name = "width", .type = CMD_ARG_INT, .def = "256", .lo = 8, .hi = 16384, .metavar = "W",
+     .off = F(width), .help = "image width in pixels (latent W/8); a multiple of 8 x patch size"},
+    {.name = "height", .type = CMD_ARG_INT, .def = "256", .lo = 8, .hi = 16384, .metavar = "H",
+     .off = F(height), .help = "image height in pixels"},
+    {.name = "batch", .type = CMD_ARG_INT, .def = "1", .lo = 1, .hi = 1024, .metavar = "B",
+     .off = F(batch), .help = "samples per forward"},
+    {.name = "tokens", .type = CMD_ARG_INT, .lo = 1, .hi = 4096, .metavar = "T",
+     .off = F(tokens),
+     .help = "text tokens; default: SD3's prompt encoding (" STR(ENG_PROMPT_CLIP_LEN) " CLIP + "
+             STR(ENG_PROMPT_T5_LEN) " T5) with --model or --preset sd35m, 32 for the tiny random "
+             "model"},
+    {.name = "steps", .type = CMD_ARG_INT, .def = "0", .lo = 0, .hi = ENG_SAMPLER_MAX_STEPS,
+     .metavar = "N", .off = F(steps),
+     .help = "time an N-step denoising loop instead of one forward (0: the forward)"},
+    {.name = "guidance", .type = CMD_ARG_DOUBLE, .def = "1", .lo = 0, .hi = 100, .metavar = "G",
+     .off = F(guidance),
+     .help = "the loop's guidance scale: 1 is no unconditional pass; above 1 every forward "
+             "holds 2B rows"},
+    {.name = "repeat", .type = CMD_ARG_INT, .def = "5", .lo = 1, .hi = 10000, .metavar = "R",
+     .off = F(repeat), .help = "timed runs"},
+};
+
+static const cmd_args_spec bench_spec = {
+    .prog = "tttd bench",
+    .about = "Times the MMDiT transformer: one forward pass of a batch (default), or a whole "
+             "denoising loop with --steps. Runs once to warm up, then R timed runs; prints the "
+             "model's shape, the input sizes, and the median and minimum time. Informative only: "
+             "results depend on the machine, its load and OMP_NUM_THREADS.",
+    .rows = bench_rows,
+    .n_rows = (int)(sizeof bench_rows / sizeof bench_rows[0]),
+};
 
 static double now_ms(void)
 {
@@ -207,6 +237,7 @@ static int rnd_model_write(const char *dir, const bench_opts *o, eng_backend *cp
     char path[PATH_MAX + 48], json[1024], dual[512];
     const rnd_shape *sh = o->shape;
     const int64_t C = (int64_t)sh->heads * sh->head_dim, p = 2;
+    char ttt[32];
     size_t n = 0;
     for (int i = 0; i < sh->dual_layers && n < sizeof dual; i++)
         n += (size_t)snprintf(dual + n, sizeof dual - n, i ? ", %d" : "%d", i);
@@ -220,7 +251,8 @@ static int rnd_model_write(const char *dir, const bench_opts *o, eng_backend *cp
              "\"pos_embed_max_size\": %d, \"dual_attention_layers\": [%s], \"qk_norm\": "
              "\"rms_norm\", \"ttt\": {\"preset\": \"%s\"}}\n",
              sh->channels, sh->channels, sh->layers, sh->head_dim, sh->heads, sh->joint_dim,
-             (long long)C, sh->pooled_dim, sh->pos_max, dual, o->ttt);
+             (long long)C, sh->pooled_dim, sh->pos_max, dual,
+             cmd_args_choice(TTT_MAPS, o->ttt, ttt, sizeof ttt));
     eng_transformer_config cfg;
     ENG_TRY(eng_config_parse_transformer(json, strlen(json), "random model config", &cfg, err));
 
@@ -487,104 +519,21 @@ done:
 
 /* ---- arguments ---- */
 
-int srv_cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
+int cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
 {
-    bench_opts o = {.ttt = "none",
-                    .shape = &rnd_shapes[0],
-                    .dtype = ENG_DTYPE_F32,
-                    .width = 256,
-                    .height = 256,
-                    .batch = 1,
-                    .tokens = -1,
-                    .repeat = 5,
-                    .guidance = 1.0};
-    static const struct {
-        const char *name;
-        int lo, hi;
-        size_t off;
-    } ints[] = {
-        {"--width", 8, 16384, offsetof(bench_opts, width)},
-        {"--height", 8, 16384, offsetof(bench_opts, height)},
-        {"--batch", 1, 1024, offsetof(bench_opts, batch)},
-        {"--tokens", 1, 4096, offsetof(bench_opts, tokens)},
-        {"--steps", 0, ENG_SAMPLER_MAX_STEPS, offsetof(bench_opts, steps)},
-        {"--repeat", 1, 10000, offsetof(bench_opts, repeat)},
-    };
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(out);
-            return 0;
-        }
-        if (strcmp(a, "--cpu") == 0 || strcmp(a, "--cuda") == 0) {
-            o.cuda = strcmp(a, "--cuda") == 0;
-            continue;
-        }
-        int takes_value = strcmp(a, "--model") == 0 || strcmp(a, "--ttt") == 0 ||
-                          strcmp(a, "--guidance") == 0 || strcmp(a, "--dtype") == 0 ||
-                          strcmp(a, "--preset") == 0;
-        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
-            takes_value |= strcmp(a, ints[k].name) == 0;
-        if (!takes_value) {
-            fprintf(errout, "tttd bench: unknown option %s\n", a);
-            usage(errout);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(errout, "tttd bench: %s needs a value\n", a);
-            usage(errout);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--model") == 0) {
-            o.model = v;
-        } else if (strcmp(a, "--dtype") == 0) {
-            if (strcmp(v, "f32") && strcmp(v, "bf16")) {
-                fprintf(errout, "tttd bench: --dtype %s: expected f32 or bf16\n", v);
-                return 2;
-            }
-            o.dtype = strcmp(v, "bf16") == 0 ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
-        } else if (strcmp(a, "--preset") == 0) {
-            size_t k = 0, n = sizeof rnd_shapes / sizeof rnd_shapes[0];
-            while (k < n && strcmp(v, rnd_shapes[k].name) != 0)
-                k++;
-            if (k == n) {
-                fprintf(errout, "tttd bench: --preset %s: expected tiny or sd35m\n", v);
-                return 2;
-            }
-            o.shape = &rnd_shapes[k];
-        } else if (strcmp(a, "--ttt") == 0) {
-            if (strcmp(v, "none") && strcmp(v, "all") && strcmp(v, "sd35-t5")) {
-                fprintf(errout, "tttd bench: --ttt %s: expected none, all or sd35-t5\n", v);
-                return 2;
-            }
-            o.ttt = v;
-        } else if (strcmp(a, "--guidance") == 0) {
-            char *end;
-            o.guidance = strtod(v, &end);
-            if (end == v || *end || !(o.guidance >= 0.0 && o.guidance <= 100.0)) {
-                fprintf(errout, "tttd bench: --guidance %s: expected a number in [0, 100]\n", v);
-                return 2;
-            }
-        } else {
-            for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
-                if (strcmp(a, ints[k].name) != 0)
-                    continue;
-                if (srv_cli_parse_int(v, ints[k].lo, ints[k].hi, (int *)((char *)&o + ints[k].off))) {
-                    fprintf(errout, "tttd bench: %s %s: expected an integer in [%d, %d]\n", a, v,
-                            ints[k].lo, ints[k].hi);
-                    return 2;
-                }
-            }
-        }
-    }
-    if (o.model && strcmp(o.ttt, "none") != 0) {
+    bench_opts o = {.tokens = -1};
+    int rc = cmd_args_parse(&bench_spec, &o, argc, argv, out, errout);
+    if (rc >= 0)
+        return rc;
+    o.shape = &rnd_shapes[o.preset];
+    o.dtype = o.dtype_choice ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
+    if (o.model && o.ttt != 0) {
         fprintf(errout, "tttd bench: --ttt applies to the random model only (--model's config "
                         "holds its own map)\n");
         return 2;
     }
     if (o.tokens < 0)
-        o.tokens = o.model || o.shape != &rnd_shapes[0] ? 333 : 32;
+        o.tokens = o.model || o.shape != &rnd_shapes[0] ? SD3_TOKENS : 32;
     if (!o.cuda && o.dtype != ENG_DTYPE_F32) {
         fprintf(errout, "tttd bench: --dtype bf16 needs --cuda (the CPU backend computes in F32)\n");
         return 2;

@@ -6,8 +6,8 @@
  * OUT-0.EXT, OUT-1.EXT, ... (n > 1). Progress goes to errout, the file names and per-phase
  * timings to out.
  */
-#ifndef TTTD_SERVER_CMD_GENERATE_H
-#define TTTD_SERVER_CMD_GENERATE_H
+#ifndef TTTD_CMD_GENERATE_H
+#define TTTD_CMD_GENERATE_H
 
 #include <stdio.h>
 
@@ -17,6 +17,6 @@
  * --help), 1 the model could not be loaded or run or a file could not be read or written,
  * 2 bad usage (a message and, for unknown options, the usage go to errout).
  */
-int srv_cmd_generate(int argc, char **argv, FILE *out, FILE *errout);
+int cmd_generate(int argc, char **argv, FILE *out, FILE *errout);
 
 #endif

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "engine/io/safetensors.h"
-#include "server/cmd_info.h"
+#include "cmd/cmd_info.h"
 #include "tests/common/test_util.h"
 
 static char model[64];
@@ -139,7 +139,7 @@ typedef struct run_result {
     char *err;
 } run_result;
 
-/* Runs srv_cmd_info with the given arguments (after "info"), capturing both streams. */
+/* Runs cmd_info with the given arguments (after "info"), capturing both streams. */
 static run_result run(int n, ...)
 {
     char *argv[8] = {"info"};
@@ -155,7 +155,7 @@ static run_result run(int n, ...)
     FILE *out = open_memstream(&r.out, &olen);
     FILE *err = open_memstream(&r.err, &elen);
     cr_assert(out && err);
-    r.status = srv_cmd_info(n + 1, argv, out, err);
+    r.status = cmd_info(n + 1, argv, out, err);
     fclose(out);
     fclose(err);
     return r;

@@ -8,11 +8,11 @@
  *   tttd info       a model folder's components, configs, parameter counts
  *   tttd tokenize   a prompt's token ids under each of a model's tokenizers
  */
-#include "server/cmd_bench.h"
-#include "server/cmd_generate.h"
-#include "server/cmd_info.h"
-#include "server/cmd_linearize.h"
-#include "server/cmd_tokenize.h"
+#include "cmd/cmd_bench.h"
+#include "cmd/cmd_generate.h"
+#include "cmd/cmd_info.h"
+#include "cmd/cmd_linearize.h"
+#include "cmd/cmd_tokenize.h"
 #include "server/serve.h"
 
 #include <stdio.h>
@@ -30,22 +30,22 @@ typedef struct command {
 
 static int run_info(int argc, char **argv)
 {
-    return srv_cmd_info(argc, argv, stdout, stderr);
+    return cmd_info(argc, argv, stdout, stderr);
 }
 
 static int run_bench(int argc, char **argv)
 {
-    return srv_cmd_bench(argc, argv, stdout, stderr);
+    return cmd_bench(argc, argv, stdout, stderr);
 }
 
 static int run_linearize(int argc, char **argv)
 {
-    return srv_cmd_linearize(argc, argv, stdout, stderr);
+    return cmd_linearize(argc, argv, stdout, stderr);
 }
 
 static int run_tokenize(int argc, char **argv)
 {
-    return srv_cmd_tokenize(argc, argv, stdout, stderr);
+    return cmd_tokenize(argc, argv, stdout, stderr);
 }
 
 static int run_serve(int argc, char **argv)
@@ -55,7 +55,7 @@ static int run_serve(int argc, char **argv)
 
 static int run_generate(int argc, char **argv)
 {
-    return srv_cmd_generate(argc, argv, stdout, stderr);
+    return cmd_generate(argc, argv, stdout, stderr);
 }
 
 static const command commands[] = {

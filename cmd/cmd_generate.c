@@ -1,18 +1,21 @@
 /*
  * cmd_generate.c - `tttd generate`: one prompt -> -n images in one batch -> PNG / JPEG files.
  *
- * The defaults are diffusers' StableDiffusion3Pipeline's: 28 steps, guidance 7.0, and a size of
- * transformer sample_size x VAE scale pixels (1024 x 1024 for SD3.5). Image k of a run uses
- * seed + k, as a daemon request of n images does, so any one image can be remade alone with
- * --seed S+k. The seed is drawn from /dev/urandom when not given and always printed.
+ * The options are one table (cmd/args.h). Their defaults are the daemon's: the steps and
+ * guidance of diffusers' StableDiffusion3Pipeline (engine/pipeline.h), the API's JPEG quality,
+ * and the model's size (transformer sample_size x VAE scale pixels, 1024 x 1024 for SD3.5).
+ * Image k of a run uses seed + k, as a daemon request of n images does, so any one image can be
+ * remade alone with --seed S+k. The seed is drawn from /dev/urandom when not given and always
+ * printed.
  */
-#include "server/cmd_generate.h"
-#include "server/cli.h"
+#include "cmd/cmd_generate.h"
+#include "cmd/args.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include "engine/pipeline.h"
 #include "engine/sampler.h"
 #include "engine/backend/tensor.h"
+#include "api/request.h"
 #include "server/image_encode.h"
 #include "server/models.h"
 
@@ -31,54 +35,77 @@
 typedef struct gen_opts {
     const char *model, *prompt, *negative, *output, *latents;
     int steps, width, height, n, quality;
-    int n_given, quality_given, seed_given, cuda;
+    int n_given, quality_given, seed_given, cuda, dtype_choice; /* dtype_choice: 0 f32, 1 bf16 */
     double guidance;
     uint64_t seed;
     eng_dtype dtype;
     srv_image_format format;
 } gen_opts;
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: tttd generate [--model DIR] --prompt TEXT -o OUT.png|OUT.jpg\n"
-            "                     [--negative-prompt TEXT] [--steps N] [--guidance G]\n"
-            "                     [--seed S] [--width W --height H] [-n N] [--latents FILE]\n"
-            "                     [--cpu | --cuda] [--dtype f32|bf16] [--quality Q]\n"
-            "\n"
-            "Generates images from a text prompt with a diffusers SD3 / SD3.5 pipeline folder\n"
-            "and writes them as PNG or JPEG (chosen by OUT's extension). The -n images are\n"
-            "denoised together in one batch; image k starts from the noise of seed S + k.\n"
-            "Progress goes to stderr; the files written and the time of each phase (model\n"
-            "load, text encoding, denoising, VAE decoding, image encoding) to stdout.\n"
-            "\n"
-            "  --model DIR            the pipeline folder (model_index.json, transformer/, ...);\n"
-            "                         default: the embedded model, models/default (see\n"
-            "                         `tttd serve --help`: $TTTD_MODELS_DIR, the working\n"
-            "                         directory, then beside the binary)\n"
-            "  --prompt TEXT          what to draw (UTF-8)\n"
-            "  --negative-prompt TEXT what to steer away from (default: empty, encoded as\n"
-            "                         diffusers encodes it); used only when G > 1\n"
-            "  -o, --output OUT       the file to write: .png, .jpg or .jpeg; with -n > 1 the\n"
-            "                         files are OUT-0.EXT, OUT-1.EXT, ... (OUT minus extension)\n"
-            "  --steps N              denoising steps, 1 to %d (default 28)\n"
-            "  --guidance G           classifier-free guidance scale, 0 to 100 (default 7.0, as\n"
-            "                         diffusers); G <= 1 skips the unconditional pass\n"
-            "  --seed S               the first image's seed, 0 to 2^64-1 (default: random from\n"
-            "                         /dev/urandom, printed)\n"
-            "  --width W, --height H  image size in pixels, multiples of 8 x the patch size (16\n"
-            "                         for SD3); default: the transformer's sample_size x 8\n"
-            "                         (1024 x 1024 for SD3.5)\n"
-            "  -n N                   images, 1 to %d (default 1, or the latents file's count)\n"
-            "  --latents FILE         initial noise from a safetensors file holding an F32\n"
-            "                         tensor \"latents\" [N, C, H/8, W/8] instead of the seeds\n"
-            "  --cpu                  the CPU backend (the default)\n"
-            "  --cuda                 the CUDA backend, device 0 (builds with nvcc only)\n"
-            "  --dtype D              f32 (default) or bf16 (needs --cuda)\n"
-            "  --quality Q            JPEG quality, 1 to 100 (default 90; JPEG only)\n"
-            "  --help                 print this help\n",
-            ENG_SAMPLER_MAX_STEPS, MAX_IMAGES);
-}
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
+#define F(field) offsetof(gen_opts, field)
+
+/* The options. Steps, guidance and quality default to what the daemon's API gives a request
+ * that leaves them out; the size, with no default here, is the model's. */
+static const cmd_arg gen_rows[] = {
+    {.name = "model", .type = CMD_ARG_STR, .metavar = "DIR", .off = F(model),
+     .help = "the pipeline folder (model_index.json, transformer/, ...); default: the embedded "
+             "model, models/default (see `tttd serve --help`: $TTTD_MODELS_DIR, the working "
+             "directory, then beside the binary)"},
+    {.name = "prompt", .type = CMD_ARG_STR, .metavar = "TEXT", .off = F(prompt),
+     .flags = CMD_ARG_REQUIRED, .help = "what to draw (UTF-8)"},
+    {.name = "negative-prompt", .type = CMD_ARG_STR, .def = "", .metavar = "TEXT",
+     .off = F(negative),
+     .help = "what to steer away from (default: empty, encoded as diffusers encodes it); used "
+             "only when G > 1"},
+    {.name = "output", .short_name = 'o', .type = CMD_ARG_STR, .metavar = "OUT", .off = F(output),
+     .flags = CMD_ARG_REQUIRED,
+     .help = "the file to write: .png, .jpg or .jpeg; with -n > 1 the files are OUT-0.EXT, "
+             "OUT-1.EXT, ... (OUT minus extension)"},
+    {.name = "steps", .type = CMD_ARG_INT, .def = STR(ENG_PIPELINE_DEFAULT_STEPS), .lo = 1,
+     .hi = ENG_SAMPLER_MAX_STEPS, .metavar = "N", .off = F(steps), .help = "denoising steps"},
+    {.name = "guidance", .type = CMD_ARG_DOUBLE, .def = STR(ENG_PIPELINE_DEFAULT_GUIDANCE),
+     .lo = 0, .hi = 100, .metavar = "G", .off = F(guidance),
+     .help = "classifier-free guidance scale (the default is diffusers'); G <= 1 skips the "
+             "unconditional pass"},
+    {.name = "seed", .type = CMD_ARG_U64, .metavar = "S", .off = F(seed),
+     .seen = CMD_ARG_SEEN(gen_opts, seed_given),
+     .help = "the first image's seed; default: random from /dev/urandom, printed"},
+    {.name = "width", .type = CMD_ARG_INT, .lo = 8, .hi = 16384, .metavar = "W", .off = F(width),
+     .help = "image width in pixels, a multiple of 8 x the patch size (16 for SD3); give both "
+             "--width and --height or neither; default: the transformer's sample_size x 8 "
+             "(1024 x 1024 for SD3.5)"},
+    {.name = "height", .type = CMD_ARG_INT, .lo = 8, .hi = 16384, .metavar = "H",
+     .off = F(height), .help = "image height in pixels, as --width"},
+    {.short_name = 'n', .type = CMD_ARG_INT, .def = "1", .lo = 1, .hi = MAX_IMAGES,
+     .metavar = "N", .off = F(n), .seen = CMD_ARG_SEEN(gen_opts, n_given),
+     .help = "images, denoised together in one batch (with --latents: the file's count unless "
+             "given)"},
+    {.name = "latents", .type = CMD_ARG_STR, .metavar = "FILE", .off = F(latents),
+     .help = "initial noise from a safetensors file holding an F32 tensor \"latents\" [N, C, "
+             "H/8, W/8] instead of the seeds"},
+    {.name = "cpu", .type = CMD_ARG_FLAG, .hi = 0, .off = F(cuda),
+     .help = "the CPU backend (the default)"},
+    {.name = "cuda", .type = CMD_ARG_FLAG, .hi = 1, .off = F(cuda),
+     .help = "the CUDA backend, device 0 (builds with nvcc only)"},
+    {.name = "dtype", .type = CMD_ARG_ENUM, .def = "f32", .choices = "f32|bf16", .metavar = "D",
+     .off = F(dtype_choice), .help = "weights and activations; bf16 needs --cuda"},
+    {.name = "quality", .type = CMD_ARG_INT, .def = STR(API_DEFAULT_QUALITY), .lo = 1, .hi = 100,
+     .metavar = "Q", .off = F(quality), .seen = CMD_ARG_SEEN(gen_opts, quality_given),
+     .help = "JPEG quality (JPEG output only)"},
+};
+
+static const cmd_args_spec gen_spec = {
+    .prog = "tttd generate",
+    .about = "Generates images from a text prompt with a diffusers SD3 / SD3.5 pipeline folder "
+             "and writes them as PNG or JPEG (chosen by OUT's extension). The -n images are "
+             "denoised together in one batch; image k starts from the noise of seed S + k. "
+             "Progress goes to stderr; the files written and the time of each phase (model "
+             "load, text encoding, denoising, VAE decoding, image encoding) to stdout.",
+    .rows = gen_rows,
+    .n_rows = (int)(sizeof gen_rows / sizeof gen_rows[0]),
+};
 
 static double now_ms(void)
 {
@@ -326,91 +353,12 @@ done:
 
 /* ---- arguments ---- */
 
-/* Parses argv into o; returns -1 to go on, or the exit status to return now. */
-static int parse_args(int argc, char **argv, gen_opts *o, FILE *out, FILE *errout)
+/* Checks across options, once argv is parsed; -1 to go on, or the exit status (2). */
+static int check_args(gen_opts *o, FILE *errout)
 {
-    static const char *const with_value[] = {
-        "--model",  "--prompt", "--negative-prompt", "--steps", "--guidance", "--seed",
-        "--width",  "--height", "-n",                "--latents", "-o",       "--output",
-        "--dtype",  "--quality"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(out);
-            return 0;
-        }
-        if (strcmp(a, "--cpu") == 0 || strcmp(a, "--cuda") == 0) {
-            o->cuda = strcmp(a, "--cuda") == 0;
-            continue;
-        }
-        size_t k = 0, nv = sizeof with_value / sizeof with_value[0];
-        while (k < nv && strcmp(a, with_value[k]) != 0)
-            k++;
-        if (k == nv) {
-            fprintf(errout, "tttd generate: unknown option %s\n", a);
-            usage(errout);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(errout, "tttd generate: %s needs a value\n", a);
-            return 2;
-        }
-        const char *v = argv[++i];
-        int bad = 0;
-        const char *want = NULL;
-        if (strcmp(a, "--model") == 0) {
-            o->model = v;
-        } else if (strcmp(a, "--prompt") == 0) {
-            o->prompt = v;
-        } else if (strcmp(a, "--negative-prompt") == 0) {
-            o->negative = v;
-        } else if (strcmp(a, "--latents") == 0) {
-            o->latents = v;
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            o->output = v;
-        } else if (strcmp(a, "--steps") == 0) {
-            bad = srv_cli_parse_int(v, 1, ENG_SAMPLER_MAX_STEPS, &o->steps);
-            want = "an integer in [1, 10000]";
-        } else if (strcmp(a, "--width") == 0 || strcmp(a, "--height") == 0) {
-            bad = srv_cli_parse_int(v, 8, 16384, a[2] == 'w' ? &o->width : &o->height);
-            want = "an integer in [8, 16384]";
-        } else if (strcmp(a, "-n") == 0) {
-            bad = srv_cli_parse_int(v, 1, MAX_IMAGES, &o->n);
-            o->n_given = 1;
-            want = "an integer in [1, 64]";
-        } else if (strcmp(a, "--quality") == 0) {
-            bad = srv_cli_parse_int(v, 1, 100, &o->quality);
-            o->quality_given = 1;
-            want = "an integer in [1, 100]";
-        } else if (strcmp(a, "--seed") == 0) {
-            bad = srv_cli_parse_u64(v, &o->seed);
-            o->seed_given = 1;
-            want = "an integer in [0, 18446744073709551615]";
-        } else if (strcmp(a, "--guidance") == 0) {
-            char *end;
-            o->guidance = strtod(v, &end);
-            bad = end == v || *end || !(o->guidance >= 0.0 && o->guidance <= 100.0);
-            want = "a number in [0, 100]";
-        } else if (strcmp(a, "--dtype") == 0) {
-            bad = strcmp(v, "f32") != 0 && strcmp(v, "bf16") != 0;
-            o->dtype = strcmp(v, "bf16") == 0 ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
-            want = "f32 or bf16";
-        }
-        if (bad) {
-            fprintf(errout, "tttd generate: %s %s: expected %s\n", a, v, want);
-            return 2;
-        }
-    }
     if (!o->model)
         o->model = srv_models_default_dir();
-    const char *missing = !o->prompt ? "--prompt"
-                          : !o->output ? "-o"
-                                       : NULL;
-    if (missing) {
-        fprintf(errout, "tttd generate: %s is required\n", missing);
-        usage(errout);
-        return 2;
-    }
+    o->dtype = o->dtype_choice ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
     if (srv_image_format_from_path(o->output, &o->format)) {
         fprintf(errout, "tttd generate: -o %s: the name must end in .png, .jpg or .jpeg\n",
                 o->output);
@@ -437,16 +385,12 @@ static int parse_args(int argc, char **argv, gen_opts *o, FILE *out, FILE *errou
     return -1;
 }
 
-int srv_cmd_generate(int argc, char **argv, FILE *out, FILE *errout)
+int cmd_generate(int argc, char **argv, FILE *out, FILE *errout)
 {
-    gen_opts o = {.negative = "",
-                  .steps = 28,
-                  .guidance = 7.0,
-                  .n = 1,
-                  .quality = 90,
-                  .dtype = ENG_DTYPE_F32,
-                  .format = SRV_IMAGE_PNG};
-    int rc = parse_args(argc, argv, &o, out, errout);
+    gen_opts o = {.format = SRV_IMAGE_PNG};
+    int rc = cmd_args_parse(&gen_spec, &o, argc, argv, out, errout);
+    if (rc < 0)
+        rc = check_args(&o, errout);
     if (rc >= 0)
         return rc;
     if (!o.seed_given && !o.latents)

@@ -7,8 +7,8 @@
  * (files, tensors, parameter count, bytes, tensors per dtype) and, for tokenizers, the tokenizer
  * files present. --json prints one JSON object instead of text.
  */
-#ifndef TTTD_SERVER_CMD_INFO_H
-#define TTTD_SERVER_CMD_INFO_H
+#ifndef TTTD_CMD_INFO_H
+#define TTTD_CMD_INFO_H
 
 #include <stdio.h>
 
@@ -20,6 +20,6 @@
  * corrupt JSON or safetensors), 2 bad usage (usage goes to errout). Nothing is written to out
  * when the status is not 0, except usage for --help.
  */
-int srv_cmd_info(int argc, char **argv, FILE *out, FILE *errout);
+int cmd_info(int argc, char **argv, FILE *out, FILE *errout);
 
 #endif

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/cmd_tokenize.h"
+#include "cmd/cmd_tokenize.h"
 #include "tests/common/test_util.h"
 
 static char model[64];
@@ -61,7 +61,7 @@ static int run(char **out_text, char **err_text, int argc, ...)
     va_end(ap);
     FILE *o = fmemopen(obuf, sizeof obuf, "w"), *e = fmemopen(ebuf, sizeof ebuf, "w");
     cr_assert(o && e);
-    int rc = srv_cmd_tokenize(argc, argv, o, e);
+    int rc = cmd_tokenize(argc, argv, o, e);
     fclose(o);
     fclose(e);
     *out_text = obuf;

@@ -1,6 +1,6 @@
 /*
  * test_main.c - the tttd binary itself ($TTTD_BIN, which make check sets): the OpenMP wait
- * policy it prefers (server/main.c runs itself once more with OMP_WAIT_POLICY=passive unless the
+ * policy it prefers (cmd/main.c runs itself once more with OMP_WAIT_POLICY=passive unless the
  * environment chose one), seen through `tttd bench`, which prints the policy in force.
  */
 #include <criterion/criterion.h>
