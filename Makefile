@@ -78,16 +78,16 @@ LDLIBS_ALL += $(CUDA_LIBS)
 endif
 
 # ---- sources ----
-LIB_SRCS := $(sort $(wildcard engine/*.c kernels/cpu/*.c api/*.c server/*.c))
-LIB_SRCS := $(filter-out server/main.c,$(LIB_SRCS))
+LIB_SRCS := $(sort $(wildcard engine/*.c engine/*/*.c kernels/cpu/*.c api/*.c server/*.c cmd/*.c))
+LIB_SRCS := $(filter-out cmd/main.c,$(LIB_SRCS))
 CU_SRCS := $(if $(filter 1,$(HAVE_CUDA)),$(sort $(wildcard kernels/cuda/*.cu)))
-UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/kernels/cpu/*.c \
-                               tests/api/*.c tests/server/*.c))
+UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/engine/*/*.c tests/kernels/cpu/*.c \
+                               tests/api/*.c tests/server/*.c tests/cmd/*.c))
 GPU_TEST_SRCS := $(sort $(wildcard tests/kernels/cuda/*.c))
 # The GPU op test needs only tensors, the backends and the kernels: no jansson, which the GPU
 # machine lacks headers for.
-CORE_SRCS := engine/backend_cpu.c engine/backend_cuda.c engine/error.c engine/log.c engine/ops.c \
-             engine/tensor.c $(sort $(wildcard kernels/cpu/*.c))
+CORE_SRCS := engine/backend/backend_cpu.c engine/backend/backend_cuda.c engine/core/error.c engine/core/log.c engine/backend/ops.c \
+             engine/backend/tensor.c $(sort $(wildcard kernels/cpu/*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 OBJ = $(BUILD)/obj
@@ -101,7 +101,7 @@ BIN := $(BUILD)/tttd
 UNIT_BIN := $(BUILD)/tests/unit
 GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit)
 
-.PHONY: all run test check unit contract test-model test-web load test-gpu bench deps fuzz fuzz-build asan ubsan tsan fixtures clean
+.PHONY: all run test check unit contract test-model test-web load test-gpu bench dev-cuda deps fuzz fuzz-build asan ubsan tsan fixtures clean
 
 all: $(BIN)
 
@@ -124,7 +124,7 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN): $(OBJ)/server/main.o $(LIB)
+$(BIN): $(OBJ)/cmd/main.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(UNIT_BIN): $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(LIB)
@@ -198,6 +198,18 @@ $(BUILD)/tests/gpu_mmdit: $(GPU_E2E_SRCS:%.c=$(OBJ)/%.o) $(LIB)
 
 bench: $(BIN)
 	$(BIN) bench --cpu
+
+# Kernel versions under development (kernels/cuda/dev/README.md): one program per op, each version
+# checked against the CPU reference and timed. Built with nvcc; run on a GPU machine.
+DEV_CUDA_SRCS := $(sort $(wildcard kernels/cuda/dev/*.cu))
+dev-cuda: $(DEV_CUDA_SRCS:kernels/cuda/dev/%.cu=$(BUILD)/dev/%)
+DEV_CUDA_DEPS = $(CU_SRCS:%.cu=$(OBJ)/%.cu.o) $(patsubst %.c,$(OBJ)/%.o,$(wildcard kernels/cpu/*.c))
+$(OBJ)/kernels/cuda/dev/%.cu.o: kernels/cuda/dev/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+$(BUILD)/dev/%: $(OBJ)/kernels/cuda/dev/%.cu.o $(DEV_CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(BLAS_LIBS) -lm -pthread $(CUDA_LIBS)
 
 asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZER=address check

@@ -17,6 +17,8 @@
 
 #include <jansson.h>
 
+#include "engine/pipeline.h"
+
 void api_limits_init(api_limits *l)
 {
     l->max_body_bytes = 1u << 20;
@@ -35,11 +37,11 @@ void api_defaults_init(api_defaults *d)
 {
     d->width = 1024;
     d->height = 1024;
-    d->steps = 28;
-    d->guidance = 7.0;
+    d->steps = ENG_PIPELINE_DEFAULT_STEPS;
+    d->guidance = ENG_PIPELINE_DEFAULT_GUIDANCE;
     d->n = 1;
     d->format = API_FORMAT_PNG;
-    d->quality = 90;
+    d->quality = API_DEFAULT_QUALITY;
     d->timeout_ms = 0;
 }
 

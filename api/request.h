@@ -45,14 +45,21 @@ const char *api_format_mime(api_format f);
 /* "png", "jpeg" -> 0; otherwise -1. */
 int api_format_parse(const char *s, api_format *out);
 
-/* Values of omitted fields; the server fills them (from its options and the model's config). */
+/* The JPEG quality of a request that does not give one (also `tttd generate`'s). */
+#define API_DEFAULT_QUALITY 90
+
+/*
+ * Values of omitted fields; the server fills them (from its options and the model's config).
+ * api_defaults_init gives the engine's steps and guidance (ENG_PIPELINE_DEFAULT_STEPS and
+ * _GUIDANCE in engine/pipeline.h) and API_DEFAULT_QUALITY.
+ */
 typedef struct api_defaults {
-    int width, height;     /* 1024 x 1024 */
-    int steps;             /* 28 */
-    double guidance;       /* 7.0 */
+    int width, height;     /* 1024 x 1024; the server puts the model's size */
+    int steps;             /* ENG_PIPELINE_DEFAULT_STEPS (28) */
+    double guidance;       /* ENG_PIPELINE_DEFAULT_GUIDANCE (7.0) */
     int n;                 /* 1 */
     api_format format;     /* png */
-    int quality;           /* 90 (JPEG quality 1..100) */
+    int quality;           /* API_DEFAULT_QUALITY (90; JPEG quality 1..100) */
     uint32_t timeout_ms;   /* 0: no per-request timeout unless the body gives one */
 } api_defaults;
 

@@ -17,11 +17,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/mmdit.h"
+#include "engine/models/mmdit.h"
 #include "engine/prompt.h"
-#include "engine/rng.h"
+#include "engine/core/rng.h"
 #include "engine/sampler.h"
-#include "engine/vae.h"
+#include "engine/models/vae.h"
 
 struct eng_pipeline {
     eng_backend *be;

@@ -18,10 +18,20 @@
 
 #include <stdint.h>
 
-#include "engine/backend.h"
-#include "engine/config.h"
+#include "engine/backend/backend.h"
+#include "engine/io/config.h"
 
 typedef struct eng_pipeline eng_pipeline;
+
+/*
+ * What a request that does not say gets: the defaults of diffusers' StableDiffusion3Pipeline's
+ * num_inference_steps and guidance_scale. (The size is the model's: the transformer's
+ * sample_size latent cells of eng_pipeline_vae_scale pixels a side.) The one place these are
+ * stated: the daemon's API defaults and `tttd generate` read them. Plain literals, so that
+ * cmd/ can show them as text.
+ */
+#define ENG_PIPELINE_DEFAULT_STEPS 28
+#define ENG_PIPELINE_DEFAULT_GUIDANCE 7.0
 
 /* dtype: the transformer's and the encoders' dtype (F32 on the CPU backend). */
 int eng_pipeline_load(eng_pipeline **out, const char *model_dir, eng_backend *be, eng_dtype dtype,
@@ -73,7 +83,7 @@ typedef struct eng_gen_item {
     const char *prompt;          /* UTF-8, required */
     const char *negative_prompt; /* NULL means "" (still encoded, as diffusers does) */
     float guidance;              /* <= 1: no unconditional pass for this image */
-    uint64_t seed;               /* initial latents from the project RNG (engine/rng.h) */
+    uint64_t seed;               /* initial latents from the project RNG (engine/core/rng.h) */
     const float *latents;        /* optional host [C, H/8, W/8]: used instead of the seed */
 } eng_gen_item;
 

@@ -14,10 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/clip.h"
-#include "engine/log.h"
-#include "engine/t5.h"
-#include "engine/tokenizer.h"
+#include "engine/models/clip.h"
+#include "engine/core/log.h"
+#include "engine/models/t5.h"
+#include "engine/text/tokenizer.h"
 
 struct eng_prompt_encoder {
     eng_backend *be;

@@ -28,10 +28,10 @@
 #ifndef TTTD_ENGINE_PROMPT_H
 #define TTTD_ENGINE_PROMPT_H
 
-#include "engine/backend.h"
-#include "engine/config.h"
-#include "engine/error.h"
-#include "engine/tensor.h"
+#include "engine/backend/backend.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
+#include "engine/backend/tensor.h"
 
 /* diffusers' default max_sequence_length, and the most its check_inputs accepts. */
 #define ENG_PROMPT_T5_LEN 256

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 
 /* ---- the sigma schedule ---- */
 
@@ -374,22 +374,19 @@ int eng_denoise_run(const eng_denoiser *d, eng_tensor *latents, const eng_denois
 {
     loop_bufs lb;
     int64_t rows = 0;
-    int rc;
+    int rc = 0;
 
     memset(&lb, 0, sizeof lb);
     ENG_TRY(check_loop_args(d, latents, p, err));
-    if ((rc = loop_setup(d, latents, p, &lb, &rows, err)))
-        goto done;
+    ENG_TRY_DONE(loop_setup(d, latents, p, &lb, &rows, err));
     double mu = NAN;
     if (p->scheduler->use_dynamic_shifting) {
         int64_t ps = d->patch_size > 0 ? d->patch_size : 1;
         mu = eng_flow_sd3_mu(p->scheduler, (latents->shape[2] / ps) * (latents->shape[3] / ps));
     }
-    if ((rc = eng_flow_schedule_mu(p->scheduler, p->steps, mu, lb.sigmas, lb.timesteps, err)))
-        goto done;
+    ENG_TRY_DONE(eng_flow_schedule_mu(p->scheduler, p->steps, mu, lb.sigmas, lb.timesteps, err));
     for (int i = 0; i < p->steps; i++) {
-        if ((rc = loop_step(d, latents, p, &lb, rows, i, err)))
-            goto done;
+        ENG_TRY_DONE(loop_step(d, latents, p, &lb, rows, i, err));
         if (p->progress && p->progress(i + 1, p->steps, p->progress_user)) {
             rc = eng_error_set(err, ENG_ECANCELED, "denoise: canceled after step %d of %d", i + 1,
                                p->steps);
@@ -436,12 +433,11 @@ int eng_latents_load(const char *path, eng_backend *be, const int64_t expect[4],
 {
     eng_safetensors *st = NULL;
     float *host = NULL;
-    int rc;
+    int rc = 0;
     if (!path || !out)
         return eng_error_set(err, ENG_EINVAL, "latents: NULL argument");
     memset(out, 0, sizeof *out);
-    if ((rc = eng_safetensors_open(&st, path, err)))
-        return rc;
+    ENG_TRY(eng_safetensors_open(&st, path, err));
     const eng_st_tensor *t = eng_safetensors_find(st, "latents");
     if (!t) {
         rc = eng_error_set(err, ENG_ENOTFOUND, "%s: no tensor \"latents\" (%zu other tensors)",
@@ -485,16 +481,14 @@ int eng_latents_load(const char *path, eng_backend *be, const int64_t expect[4],
         rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory for \"latents\"", path);
         goto done;
     }
-    if ((rc = eng_st_tensor_to_f32(t, host, err)))
-        goto done;
+    ENG_TRY_DONE(eng_st_tensor_to_f32(t, host, err));
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(host[i])) {
             rc = eng_error_set(err, ENG_EFORMAT, "%s: tensor \"latents\" holds %s at element %lld",
                                path, isnan(host[i]) ? "NaN" : "an infinity", (long long)i);
             goto done;
         }
-    if ((rc = eng_tensor_init(out, be, ENG_DTYPE_F32, 4, t->shape, err)))
-        goto done;
+    ENG_TRY_DONE(eng_tensor_init(out, be, ENG_DTYPE_F32, 4, t->shape, err));
     if ((rc = eng_tensor_upload(out, host, err)))
         eng_tensor_free(out);
 done:

@@ -14,18 +14,18 @@
  * in fp32 on the model's backend (through eng_op_*, so the same code runs on CUDA).
  *
  * Thread-safety: the functions keep no state; a call uses its tensors' backend, which belongs to
- * one thread at a time (engine/backend.h).
+ * one thread at a time (engine/backend/backend.h).
  */
 #ifndef TTTD_ENGINE_SAMPLER_H
 #define TTTD_ENGINE_SAMPLER_H
 
 #include <stdint.h>
 
-#include "engine/backend.h"
-#include "engine/config.h"
-#include "engine/error.h"
-#include "engine/mmdit.h"
-#include "engine/tensor.h"
+#include "engine/backend/backend.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
+#include "engine/models/mmdit.h"
+#include "engine/backend/tensor.h"
 
 /* Most steps a schedule may have. */
 #define ENG_SAMPLER_MAX_STEPS 10000

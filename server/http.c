@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "engine/log.h"
+#include "engine/core/log.h"
 #include "server/web_index.h"
 #include "server/worker.h"
 

@@ -13,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "engine/log.h"
+#include "engine/core/log.h"
 #include "server/worker.h"
 
 #define SSE_BLOCK 16384

@@ -34,7 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/log.h"
+#include "engine/core/log.h"
 
 static void on_timer(uv_timer_t *t);
 

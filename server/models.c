@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/config.h"
-#include "engine/error.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
 
 /* dir/rel/model_index.json readable: the folder dir/rel in out (NULL dir: rel itself). */
 static int candidate(const char *dir, const char *rel, char *out, size_t outlen)

@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-#include "engine/log.h"
+#include "engine/core/log.h"
 
 typedef enum opt_type {
     T_BOOL,     /* int: true/false, 1/0, yes/no, on/off */

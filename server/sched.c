@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/log.h"
+#include "engine/core/error.h"
+#include "engine/core/log.h"
+#include "server/errmap.h"
 
 #define TICK_MS 100
 #define MAX_KEPT_JOBS 10000
@@ -107,7 +108,7 @@ static void complete_batch(srv_sched *s, srv_batch *b)
             eng_log(ENG_LOG_ERROR, j->id, "image %d failed: %s", u->index, b->errmsg);
             j->units_failed++;
             job_stop(s, j, CANCEL_FAILED);
-            job_finished(s, j, API_JOB_FAILED, API_ERR_ENGINE, b->errmsg);
+            job_finished(s, j, API_JOB_FAILED, srv_errmap_engine(u->status), b->errmsg);
         }
     }
 }

@@ -23,8 +23,8 @@
 #include <microhttpd.h>
 #include <uv.h>
 
-#include "engine/backend.h"
-#include "engine/log.h"
+#include "engine/backend/backend.h"
+#include "engine/core/log.h"
 #include "server/http.h"
 #include "server/loop.h"
 #include "server/metrics.h"

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/backend.h"
-#include "engine/log.h"
+#include "engine/backend/backend.h"
+#include "engine/core/log.h"
 #include "server/image_encode.h"
 #include "server/jobs.h"
 

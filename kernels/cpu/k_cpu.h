@@ -2,7 +2,7 @@
  * k_cpu.h - the CPU kernels: portable C11 over raw float pointers, the readable
  * reference that the CUDA kernels are checked against.
  *
- * This layer knows nothing of tensors or the engine: callers (engine/backend_cpu.c)
+ * This layer knows nothing of tensors or the engine: callers (engine/backend/backend_cpu.c)
  * have already checked shapes. Shape letters: B = batch, N = tokens, C = channels,
  * M = rows, K = input features, O = output features, H/W = height/width,
  * h = heads, d = head dim. Arrays are contiguous, row-major.
@@ -16,6 +16,8 @@
 #define TTTD_KERNELS_CPU_H
 
 #include <stdint.h>
+
+#include "kernels/k_types.h"
 
 /* Conversions. bf16/f16 are raw uint16_t bit patterns; float -> half rounds to nearest even,
  * keeps NaN a NaN and saturates nothing (overflow -> inf, as IEEE does). */
@@ -64,15 +66,6 @@ void k_cpu_concat_tokens(float *y, const float *a, const float *b, int64_t B, in
 void k_cpu_split_tokens(float *a, float *b, const float *y, int64_t B, int64_t Na, int64_t Nb,
                         int64_t C);
 
-typedef struct k_conv2d_shape {
-    int64_t B, C_in, H, W;     /* input */
-    int64_t C_out, kh, kw;     /* weight [C_out, C_in / groups, kh, kw] */
-    int64_t stride_h, stride_w;
-    int64_t pad_h, pad_w;
-    int64_t groups;
-    int64_t H_out, W_out;      /* (H + 2 pad_h - kh) / stride_h + 1, likewise W */
-} k_conv2d_shape;
-
 /* y[B, C_out, H_out, W_out]; b may be NULL. Returns 0, or -1 when scratch memory
  * (im2col) cannot be allocated. */
 int k_cpu_conv2d(float *y, const float *x, const float *w, const float *b, const k_conv2d_shape *s);
@@ -103,7 +96,7 @@ void k_cpu_permute(void *y, const void *x, int ndim, const int64_t *shape, const
                    int elem_size);
 
 /*
- * The TTT inner model (engine/backend.h, eng_op_ttt) per sample and head: q, k, v, o [B, N, h*d];
+ * The TTT inner model (engine/backend/backend.h, eng_op_ttt) per sample and head: q, k, v, o [B, N, h*d];
  * w1, w2 [h, d, d]. Returns 0, or -1 when scratch memory cannot be allocated.
  */
 int k_cpu_ttt(float *o, const float *q, const float *k, const float *v, const float *w1,

@@ -10,7 +10,8 @@
  *  - gemm (any d): per sample and chunk of query rows, scores = scale * q k^T through a cuBLAS
  *    strided-batched GEMM over heads into fp32 scratch, a masked softmax kernel writes P in
  *    the storage dtype, and a second batched GEMM computes P v straight into o.
- * The environment variable TTTD_CUDA_ATTN=gemm forces the gemm path (for tests and benches).
+ * k_cuda_attention_kernel picks the path for a shape; ctx->tuning.attn_force_gemm forces the gemm
+ * path (for tests and benches).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -210,27 +211,31 @@ static int attn_gemm(k_cuda_ctx *ctx, k_dtype dt, T *o, const T *q, const T *k, 
     return 0;
 }
 
+extern "C" k_attn_kernel k_cuda_attention_kernel(const k_cuda_ctx *ctx, int64_t B, int64_t h,
+                                                 int64_t d)
+{
+    if (ctx->tuning.attn_force_gemm || B * h > 65535) /* the fused grid's y dimension */
+        return K_ATTN_GEMM;
+    return d == 64 ? K_ATTN_FUSED_D64 : d == 32 ? K_ATTN_FUSED_D32 : K_ATTN_GEMM;
+}
+
 extern "C" int k_cuda_attention(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q,
                                 const void *k, const void *v, const float *bias, int64_t B,
                                 int64_t Nq, int64_t Nk, int64_t h, int64_t d, float scale,
                                 int causal)
 {
-    const char *force = getenv("TTTD_CUDA_ATTN");
-    int gemm = force && strcmp(force, "gemm") == 0;
-
     if (B <= 0 || Nq <= 0 || h <= 0 || d <= 0)
         return 0;
     if (Nk <= 0) { /* nothing to attend to: zeros, as a fully masked row */
         CUDA_TRY(cudaMemsetAsync(o, 0, (size_t)(B * Nq * h * d) * k_dtype_size(dt), ctx->stream));
         return 0;
     }
-    if (B * h > 65535)
-        gemm = 1; /* the fused grid's y dimension */
+    const k_attn_kernel kernel = k_cuda_attention_kernel(ctx, B, h, d);
     K_DISPATCH(dt, T, "k_cuda_attention", {
-        if (!gemm && d == 64)
+        if (kernel == K_ATTN_FUSED_D64)
             return attn_fused<T, 64>(ctx->stream, (T *)o, (const T *)q, (const T *)k, (const T *)v,
                                      bias, B, Nq, Nk, h, scale, causal);
-        if (!gemm && d == 32)
+        if (kernel == K_ATTN_FUSED_D32)
             return attn_fused<T, 32>(ctx->stream, (T *)o, (const T *)q, (const T *)k, (const T *)v,
                                      bias, B, Nq, Nk, h, scale, causal);
         return attn_gemm<T>(ctx, dt, (T *)o, (const T *)q, (const T *)k, (const T *)v,

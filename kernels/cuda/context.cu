@@ -1,6 +1,6 @@
 /*
  * context.cu - the per-stream state of the GEMM-based ops (k_cuda_ctx: stream, cuBLAS and
- * cuBLASLt handles, workspace, growing scratch) and the thread-local last-error message.
+ * cuBLASLt handles, workspace, growing scratch, the kernel-choice overrides).
  */
 #include <string.h>
 
@@ -10,25 +10,6 @@
 /* cuBLASLt asks for 32 MiB on Hopper; cuBLAS shares the same buffer (never concurrently:
  * both run in order on the one stream). */
 #define K_WORKSPACE_BYTES ((size_t)32 << 20)
-
-static thread_local char k_last_error[512];
-
-extern "C" void k_cuda_set_error(const char *file, int line, const char *what, const char *msg)
-{
-    const char *base = strrchr(file, '/');
-    snprintf(k_last_error, sizeof k_last_error, "%s:%d: %s: %s", base ? base + 1 : file, line,
-             what, msg);
-}
-
-extern "C" const char *k_cuda_last_error(void)
-{
-    return k_last_error;
-}
-
-extern "C" size_t k_dtype_size(k_dtype dt)
-{
-    return dt == K_F32 ? 4 : 2;
-}
 
 extern "C" int k_cuda_ctx_init(k_cuda_ctx *ctx, int device)
 {

@@ -15,7 +15,7 @@
 
 template <typename T>
 __global__ void depthwise_kernel(T *y, const T *x, const T *w, const T *b,
-                                 k_cuda_conv2d_shape s)
+                                 k_conv2d_shape s)
 {
     int64_t n = s.B * s.C_out * s.H_out * s.W_out;
     K_GRID_STRIDE(i, n) {
@@ -40,7 +40,7 @@ __global__ void depthwise_kernel(T *y, const T *x, const T *w, const T *b,
 
 /* col[r, p] for r over C_in*kh*kw rows and p over the pc output positions from p0. */
 template <typename T>
-__global__ void im2col_kernel(T *col, const T *x, k_cuda_conv2d_shape s, int64_t p0, int64_t pc)
+__global__ void im2col_kernel(T *col, const T *x, k_conv2d_shape s, int64_t p0, int64_t pc)
 {
     int64_t kk = s.kh * s.kw, n = s.C_in * kk * pc;
     K_GRID_STRIDE(i, n) {
@@ -55,7 +55,7 @@ __global__ void im2col_kernel(T *col, const T *x, k_cuda_conv2d_shape s, int64_t
 
 template <typename T>
 static int conv_gemm(k_cuda_ctx *ctx, k_dtype dt, T *y, const T *x, const T *w,
-                     const k_cuda_conv2d_shape *s)
+                     const k_conv2d_shape *s)
 {
     int64_t G = s->groups, Cg = s->C_in / G, Og = s->C_out / G, CK = Cg * s->kh * s->kw;
     int64_t HW = s->H * s->W, HWo = s->H_out * s->W_out;
@@ -100,7 +100,7 @@ static int conv_gemm(k_cuda_ctx *ctx, k_dtype dt, T *y, const T *x, const T *w,
 }
 
 extern "C" int k_cuda_conv2d(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
-                             const void *b, const k_cuda_conv2d_shape *s)
+                             const void *b, const k_conv2d_shape *s)
 {
     int64_t n = s->B * s->C_out * s->H_out * s->W_out;
     if (n <= 0)

@@ -3,7 +3,7 @@
  * counterpart of kernels/cpu/k_cpu.h (same shapes, same meaning, checked against it by
  * tests/kernels/cuda/test_gpu_ops.c).
  *
- * This layer knows nothing of tensors or the engine: callers (engine/backend_cuda.c) have
+ * This layer knows nothing of tensors or the engine: callers (engine/backend/backend_cuda.c) have
  * already checked shapes and dtypes. Shape letters: B = batch, N = tokens, C = channels,
  * M = rows, K = input features, O = output features, H/W = height/width, h = heads,
  * d = head dim. Arrays are contiguous, row-major, in device memory.
@@ -36,6 +36,8 @@
 #if !defined(__cplusplus) && defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
+
+#include "kernels/k_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -96,6 +98,15 @@ size_t k_dtype_size(k_dtype dt);
 struct k_lt_plan;
 
 /*
+ * Overrides of the kernel choice, for tests and benchmarks that must reach every path at small
+ * sizes. Zero (the default after k_cuda_ctx_init) means: let the selection functions decide.
+ */
+typedef struct k_cuda_tuning {
+    int attn_force_gemm; /* 1: attention always takes the cuBLAS path */
+    int ttt_max_heads;   /* > 0: TTT scratch chunks hold at most this many heads */
+} k_cuda_tuning;
+
+/*
  * What the GEMM-based ops need besides a stream: cuBLAS and cuBLASLt handles bound to the
  * stream, their workspace, a scratch buffer (attention scores, im2col columns) that grows on
  * demand, and a small cache of cuBLASLt plans keyed by shape. Made by k_cuda_ctx_init on the
@@ -113,6 +124,7 @@ typedef struct k_cuda_ctx {
     size_t scratch_size;
     struct k_lt_plan *plans;
     int n_plans, next_plan;
+    k_cuda_tuning tuning;
 } k_cuda_ctx;
 
 /* Sets the device, creates the stream, handles and workspace. 0 or -1 (all released on -1). */
@@ -188,20 +200,10 @@ int k_cuda_transpose(cudaStream_t s, k_dtype dt, void *y, const void *x, int64_t
 int k_cuda_upsample_nearest2x(cudaStream_t s, k_dtype dt, void *y, const void *x, int64_t BC,
                               int64_t H, int64_t W);
 
-/* Same fields and meaning as k_conv2d_shape in kernels/cpu/k_cpu.h. */
-typedef struct k_cuda_conv2d_shape {
-    int64_t B, C_in, H, W;     /* input */
-    int64_t C_out, kh, kw;     /* weight [C_out, C_in / groups, kh, kw] */
-    int64_t stride_h, stride_w;
-    int64_t pad_h, pad_w;
-    int64_t groups;
-    int64_t H_out, W_out;
-} k_cuda_conv2d_shape;
-
 /* y[B, C_out, H_out, W_out]; b may be NULL. Depthwise (groups == C_in == C_out): a direct
  * kernel; otherwise im2col (skipped for 1x1 stride-1 unpadded) + cuBLAS, in chunks. */
 int k_cuda_conv2d(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
-                  const void *b, const k_cuda_conv2d_shape *s);
+                  const void *b, const k_conv2d_shape *s);
 
 /*
  * o[B, Nq, h*d] = softmax(scale * q k^T + bias, masked) v per head; q[B, Nq, h*d],
@@ -209,6 +211,13 @@ int k_cuda_conv2d(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const voi
  * A row with every key masked gives zeros. d = 32 or 64: a fused online-softmax kernel; other d:
  * scores through cuBLAS into scratch, query rows in chunks.
  */
+typedef enum k_attn_kernel {
+    K_ATTN_FUSED_D32 = 0, /* online softmax, one thread per query, d = 32 */
+    K_ATTN_FUSED_D64 = 1, /* the same at d = 64 */
+    K_ATTN_GEMM = 2,      /* scores and P v through cuBLAS, any d */
+} k_attn_kernel;
+/* Which kernel k_cuda_attention runs for this shape on ctx's device: the one place that decides. */
+k_attn_kernel k_cuda_attention_kernel(const k_cuda_ctx *ctx, int64_t B, int64_t h, int64_t d);
 int k_cuda_attention(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k,
                      const void *v, const float *bias, int64_t B, int64_t Nq, int64_t Nk, int64_t h,
                      int64_t d, float scale, int causal);
@@ -219,10 +228,14 @@ int k_cuda_permute(cudaStream_t s, size_t esize, void *y, const void *x, int ndi
                    const int64_t *shape, const int *perm);
 
 /*
- * The TTT inner model (engine/backend.h, eng_op_ttt; kernels/cpu/ttt.c is the reference) per
+ * The TTT inner model (engine/backend/backend.h, eng_op_ttt; kernels/cpu/ttt.c is the reference) per
  * sample and head: q, k, v, o [B, N, h*d], w1, w2 [h, d, d], all in dtype dt; every step in
  * fp32 (cuBLAS, no TF32), scratch from ctx.
  */
+/* How many heads k_cuda_ttt processes per scratch chunk for this shape: the one place that
+ * decides (fits K_CUDA_SCRATCH_TARGET, capped by ctx->tuning.ttt_max_heads). */
+int64_t k_cuda_ttt_heads_per_chunk(const k_cuda_ctx *ctx, k_dtype dt, int64_t N, int64_t h,
+                                   int64_t d);
 int k_cuda_ttt(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k, const void *v,
                const void *w1, const void *w2, int64_t B, int64_t N, int64_t h, int64_t d);
 

@@ -20,8 +20,9 @@
  * Scratch (fp32): [W1, W2 as fp32: 2 h d d, BF16 only] then per head of a chunk W1', W2'
  * (2 d d) and the N x d buffers Z, S, E (+ X for widened K/Q in BF16), reused as steps free
  * them: S -> E W2^T -> P, Z -> Q W1', E -> fp32 O. 3.3 MiB (BF16: 4.4 MiB) per head at
- * N = 4429, d = 64, so SD3.5's 24 heads of a sample fit in one chunk. The environment variable
- * TTTD_CUDA_TTT_HEADS=n caps the chunk at n heads (for tests: the chunked path at small sizes).
+ * N = 4429, d = 64, so SD3.5's 24 heads of a sample fit in one chunk. k_cuda_ttt_heads_per_chunk
+ * decides the chunk; ctx->tuning.ttt_max_heads caps it (for tests: the chunked path at small
+ * sizes).
  */
 #include "kernels/cuda/k_cuda_common.cuh"
 #include "kernels/cuda/k_cuda_internal.h"
@@ -128,7 +129,7 @@ struct ttt_plan {
     int nbuf;      /* N x d buffers per head: Z, S, E (+ X) */
 };
 
-static ttt_plan ttt_plan_make(int f32, int64_t N, int64_t h, int64_t d)
+static ttt_plan ttt_plan_make(const k_cuda_ctx *ctx, int f32, int64_t N, int64_t h, int64_t d)
 {
     ttt_plan p;
     p.wcopy = f32 ? 0 : ttt_pad(h * d * d);
@@ -138,12 +139,17 @@ static ttt_plan ttt_plan_make(int f32, int64_t N, int64_t h, int64_t d)
     int64_t fixed = 2 * p.wcopy * (int64_t)sizeof(float);
     int64_t per_head = (2 * p.wd + p.nbuf * p.nd) * (int64_t)sizeof(float);
     int64_t fit = ((int64_t)K_CUDA_SCRATCH_TARGET - fixed) / per_head;
-    /* TTTD_CUDA_TTT_HEADS: see the top of the file. */
-    const char *cap = getenv("TTTD_CUDA_TTT_HEADS");
-    if (cap && atoll(cap) > 0 && atoll(cap) < fit)
-        fit = atoll(cap);
+    const int64_t cap = ctx->tuning.ttt_max_heads;
+    if (cap > 0 && cap < fit)
+        fit = cap;
     p.hc = fit < 1 ? 1 : fit < h ? fit : h;
     return p;
+}
+
+extern "C" int64_t k_cuda_ttt_heads_per_chunk(const k_cuda_ctx *ctx, k_dtype dt, int64_t N,
+                                              int64_t h, int64_t d)
+{
+    return ttt_plan_make(ctx, dt == K_F32, N, h, d).hc;
 }
 
 static size_t ttt_plan_bytes(const ttt_plan &p)
@@ -265,7 +271,7 @@ extern "C" int k_cuda_ttt(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, c
 {
     if (B <= 0 || N <= 0 || h <= 0 || d <= 0)
         return 0;
-    const ttt_plan p = ttt_plan_make(dt == K_F32, N, h, d);
+    const ttt_plan p = ttt_plan_make(ctx, dt == K_F32, N, h, d);
     /* The largest index a kernel forms: a chunk's elements (plus one grid stride past them), a
      * scratch offset, a token-slice offset. */
     const int64_t top = (int64_t)1 << 31;

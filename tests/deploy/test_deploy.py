@@ -944,7 +944,7 @@ def main():
             for src in args[:-1]:
                 src = src.rstrip("/")
                 if src in (".", "./"):
-                    missing = [s for s in ("Makefile", "engine", "server", "api", "kernels")
+                    missing = [s for s in ("Makefile", "engine", "server", "cmd", "api", "kernels")
                                if dockerignored(rules, s)]
                 else:
                     full = os.path.join(ROOT, src)

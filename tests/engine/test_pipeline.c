@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "engine/pipeline.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
 #include "tests/common/test_util.h"
 
 /* Overridable on the command line to try other folders (CFLAGS=-DPIPE_MODEL=...). */

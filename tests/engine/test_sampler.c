@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/rng.h"
-#include "engine/safetensors.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
 #include "engine/sampler.h"
 #include "tests/common/test_util.h"
 

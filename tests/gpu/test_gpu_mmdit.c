@@ -10,11 +10,11 @@
  * never. A plain program (the GPU machine has no Criterion): ends with "N passed, N failed".
  * Run from the repository root (`make test-gpu`).
  */
-#include "engine/backend.h"
-#include "engine/config.h"
-#include "engine/mmdit.h"
+#include "engine/backend/backend.h"
+#include "engine/io/config.h"
+#include "engine/models/mmdit.h"
 #include "engine/pipeline.h"
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "engine/sampler.h"
 
 #include <math.h>

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "tests/server/integration_util.h"
 
 static it_server srv;

@@ -20,7 +20,7 @@
 
 #include <uv.h>
 
-#include "engine/log.h"
+#include "engine/core/log.h"
 #include "server/metrics.h"
 #include "server/models.h"
 #include "server/options.h"

@@ -6,8 +6,8 @@
  * threads will share: the logger (one lock, whole lines) and CPU backends used by several
  * workers at once (each worker owns its backend; kernels keep no global state).
  */
-#include "engine/backend.h"
-#include "engine/log.h"
+#include "engine/backend/backend.h"
+#include "engine/core/log.h"
 
 #include <math.h>
 #include <pthread.h>

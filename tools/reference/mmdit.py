@@ -58,7 +58,7 @@ class Config:
 
 
 def ttt_map(ttt, num_layers, dual):
-    """(blocks whose joint attn is TTT, blocks whose attn2 is TTT), as engine/config.h reads it."""
+    """(blocks whose joint attn is TTT, blocks whose attn2 is TTT), as engine/io/config.h reads it."""
     if not ttt:
         return set(), set()
     if "modules" in ttt:

@@ -1,4 +1,4 @@
-"""rng.py - the project's seeded normal generator (engine/rng.h), in plain Python integers.
+"""rng.py - the project's seeded normal generator (engine/core/rng.h), in plain Python integers.
 
 Philox4x32-10 (Salmon, Moraes, Dror and Shaw, "Parallel Random Numbers: As Easy as 1, 2, 3",
 SC11) with Box-Muller, exactly as the engine specifies it:

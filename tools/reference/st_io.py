@@ -8,7 +8,7 @@ tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (plus an optiona
 The writer is deterministic, so that `make fixtures` run twice gives byte-identical files:
 header keys in name order, compact JSON, tensors laid out in name order with no gaps, the header
 padded with spaces to a multiple of 8 bytes (as the reference implementation and
-engine/safetensors_write.c do).
+engine/io/safetensors_write.c do).
 """
 import json
 import struct

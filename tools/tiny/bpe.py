@@ -14,7 +14,7 @@ reached. The result is written as CLIP's tokenizer files (write_files):
 
 Every byte is a symbol of the vocabulary, so any text tokenizes (unknown words fall back to
 smaller pieces, down to single bytes). Tokenizer.encode follows CLIPTokenizer as tttd's
-engine/tokenizer_clip.c does for ASCII text: whitespace runs to one space, lower case, the CLIP
+engine/text/tokenizer_clip.c does for ASCII text: whitespace runs to one space, lower case, the CLIP
 regex split, byte-level BPE, <|startoftext|> ... <|endoftext|>, truncation keeping the final
 <|endoftext|>, padding with the pad id. (Non-ASCII text is only needed by the C side; here it is
 handled by the same regex on Python's idea of letters, which may differ in corner cases.)

@@ -16,7 +16,7 @@ table, CLIP's causal mask and pooled-row index) make it on the input's device in
 
 Also here: the configs (as the exported config.json files hold them), initialisation, the prompt
 encoding of the pipeline (one CLIP used as both text_encoder and text_encoder_2, T5 absent:
-zeros), the Python twin of `tttd linearize`'s initialisation (engine/linearize.h), and the
+zeros), the Python twin of `tttd linearize`'s initialisation (engine/models/linearize.h), and the
 export of diffusers-layout folders.
 """
 import json
@@ -274,7 +274,7 @@ def init_vae(cfg, g):
     return w
 
 
-# ---- the Python twin of `tttd linearize` (engine/linearize.h) ----
+# ---- the Python twin of `tttd linearize` (engine/models/linearize.h) ----
 
 def _normals_at(seed, offset, n):
     """Normals offset .. offset + n - 1 of the project RNG's stream of seed (offset % 4 == 0)."""

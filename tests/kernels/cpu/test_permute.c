@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/backend.h"
+#include "engine/backend/backend.h"
 #include "kernels/cpu/k_cpu.h"
 #include "tests/common/test_util.h"
 

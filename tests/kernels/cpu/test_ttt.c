@@ -1,6 +1,6 @@
 /*
  * test_ttt.c - k_cpu_ttt against a naive double-precision TTT inner model written here (plain
- * loops, one (sample, head) at a time, following engine/backend.h's formulas), on fresh random
+ * loops, one (sample, head) at a time, following engine/backend/backend.h's formulas), on fresh random
  * data: batches of 1 and 2, 1 to 3 heads, d = 16 and 64, N = 1, 7 and 200 tokens; outputs are
  * NaN-poisoned first. The reference's fast-weight update is itself checked against a finite-
  * difference gradient of the inner loss it claims to descend. Then eng_op_ttt on the CPU
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/backend.h"
+#include "engine/backend/backend.h"
 #include "kernels/cpu/k_cpu.h"
 #include "tests/common/test_util.h"
 

@@ -1,7 +1,7 @@
 /*
  * test_gpu_ops.c - the CUDA backend against the CPU backend, op by op (`make test-gpu`).
  *
- * A table of op cases (every op of engine/backend.h, several shapes each: tiny, odd and
+ * A table of op cases (every op of engine/backend/backend.h, several shapes each: tiny, odd and
  * SD3.5-sized). Each case runs in F32 and in BF16 on the CUDA backend, through the same
  * eng_op_* front end as the engine, against an F32 reference from the CPU backend. Inputs are
  * fresh seeded random values per case and mode, never zeros; in BF16 mode they are rounded to
@@ -21,8 +21,8 @@
  * The last line is "N passed, N failed"; the exit status is non-zero on any failure.
  * Standalone on purpose (no test framework: the GPU machine has none).
  */
-#include "engine/backend.h"
-#include "engine/backend_cuda.h"
+#include "engine/backend/backend.h"
+#include "engine/backend/backend_cuda.h"
 #include "kernels/cpu/k_cpu.h"
 #include "kernels/cuda/k_cuda.h"
 
@@ -80,7 +80,7 @@ static const char *op_names[OP_COUNT] = {
 #define F_INPLACE 32 /* output aliases the first input */
 #define F_MISALIGN 64 /* every CUDA buffer starts one element past a 256-byte boundary */
 #define F_GEMM 128   /* attention: force the GEMM path */
-#define F_CHUNK 256  /* ttt: at most 2 heads per chunk (TTTD_CUDA_TTT_HEADS) */
+#define F_CHUNK 256  /* ttt: at most 2 heads per chunk (k_cuda_tuning.ttt_max_heads) */
 
 /*
  * p[] by op:
@@ -641,6 +641,13 @@ typedef struct gbuf {
     eng_tensor t; /* view of the payload */
 } gbuf;
 
+/* The kernel-choice overrides of a CUDA backend; NULL for the CPU stand-in (--cpu-as-gpu). */
+static k_cuda_tuning *gpu_tuning(eng_backend *gpu)
+{
+    k_cuda_ctx *ctx = eng_backend_cuda_kernels(gpu);
+    return ctx ? &ctx->tuning : NULL;
+}
+
 static void gbuf_init(gbuf *g, eng_backend *be, eng_dtype dt, const tspec *s, int misalign)
 {
     unsigned char guard[GUARD_BYTES];
@@ -847,15 +854,16 @@ static void run_case(const tcase *c, eng_dtype dt)
         }
         die_on(rc ? eng_error_set(&err, rc, "copy_in") : 0, &err, "cuda upload");
     }
-    if (c->flags & F_GEMM)
-        setenv("TTTD_CUDA_ATTN", "gemm", 1);
-    if (c->flags & F_CHUNK)
-        setenv("TTTD_CUDA_TTT_HEADS", "2", 1);
+    k_cuda_tuning *tune = gpu_tuning(gpu);
+    if (tune && (c->flags & F_GEMM))
+        tune->attn_force_gemm = 1;
+    if (tune && (c->flags & F_CHUNK))
+        tune->ttt_max_heads = 2;
     rc = call(c, gout_t, gin_p, &err);
     if (!rc)
         rc = gpu->synchronize(gpu) ? eng_error_set(&err, ENG_EDEVICE, "synchronize failed") : 0;
-    unsetenv("TTTD_CUDA_ATTN");
-    unsetenv("TTTD_CUDA_TTT_HEADS");
+    if (tune)
+        *tune = (k_cuda_tuning){0};
     if (rc) {
         report(c, mode, 0, "cuda op failed: %s", err.msg);
         goto done;
@@ -1155,8 +1163,9 @@ static void bench_case(const tcase *c, eng_dtype dt, int force_gemm)
         gout_t[o] = gout[o].t;
         bytes += (double)gout[o].bytes;
     }
-    if (force_gemm)
-        setenv("TTTD_CUDA_ATTN", "gemm", 1);
+    k_cuda_tuning *tune = gpu_tuning(gpu);
+    if (tune && force_gemm)
+        tune->attn_force_gemm = 1;
     for (int r = 0; r < 2 * REPS; r++)
         CUDA_CHECK(cudaEventCreate(&ev[r]));
     for (int r = 0; r < WARMUP + REPS && !rc; r++) {
@@ -1167,7 +1176,8 @@ static void bench_case(const tcase *c, eng_dtype dt, int force_gemm)
         if (r >= WARMUP)
             CUDA_CHECK(cudaEventRecord(ev[2 * (r - WARMUP) + 1], st));
     }
-    unsetenv("TTTD_CUDA_ATTN");
+    if (tune)
+        *tune = (k_cuda_tuning){0};
     describe(c, desc, sizeof desc);
     if (rc) {
         printf("bench %-18s %-44s %-4s failed: %s\n", op_names[c->op], desc,

@@ -1,0 +1,19 @@
+/* cli.c - number formatting for the subcommands (see cli.h). */
+#include "cmd/cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+const char *cmd_fmt_count(uint64_t v, char *buf, size_t len)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 2 < len; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}

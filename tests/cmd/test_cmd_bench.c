@@ -1,0 +1,137 @@
+/*
+ * test_cmd_bench.c - `tttd bench`: the usage text names every option, bad options and values
+ * are exit status 2, a model that cannot serve the size is 1, and short runs (the tiny fixture
+ * model, the random model with a TTT map, a CFG loop) print their timing lines and leave no
+ * temporary folder behind.
+ */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/cmd_bench.h"
+
+typedef struct run_result {
+    int rc;
+    char *out, *err;
+} run_result;
+
+/* Runs `tttd bench ARGS...` (NULL-terminated) with out and errout captured. */
+static run_result run(const char *first, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "bench";
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    run_result r;
+    size_t no, ne;
+    FILE *out = open_memstream(&r.out, &no), *err = open_memstream(&r.err, &ne);
+    cr_assert(out && err);
+    r.rc = cmd_bench(argc, argv, out, err);
+    fclose(out), fclose(err);
+    return r;
+}
+
+static void done(run_result *r)
+{
+    free(r->out), free(r->err);
+}
+
+Test(cmd_bench, help_names_every_option)
+{
+    run_result r = run("--help", NULL);
+    cr_assert_eq(r.rc, 0);
+    const char *opts[] = {"--cpu",    "--model", "--ttt",      "--width",  "--height", "--batch",
+                          "--tokens", "--steps", "--guidance", "--repeat", "--help"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        cr_assert(strstr(r.out, opts[i]), "usage lacks %s", opts[i]);
+    cr_assert_eq(r.err[0], '\0');
+    done(&r);
+}
+
+Test(cmd_bench, bad_usage_is_status_2)
+{
+    run_result r = run("--frobnicate", NULL);
+    cr_assert_eq(r.rc, 2);
+    cr_assert(strstr(r.err, "unknown option --frobnicate"), "%s", r.err);
+    cr_assert(strstr(r.err, "usage:"), "%s", r.err);
+    done(&r);
+    r = run("--batch", "0", NULL);
+    cr_assert_eq(r.rc, 2);
+    cr_assert(strstr(r.err, "--batch 0: expected an integer in [1, 1024]"), "%s", r.err);
+    done(&r);
+    r = run("--ttt", "some", NULL);
+    cr_assert_eq(r.rc, 2);
+    cr_assert(strstr(r.err, "expected none, all or sd35-t5"), "%s", r.err);
+    done(&r);
+    r = run("--repeat", NULL);
+    cr_assert_eq(r.rc, 2);
+    cr_assert(strstr(r.err, "--repeat needs a value"), "%s", r.err);
+    done(&r);
+    r = run("--model", "x", "--ttt", "all", NULL);
+    cr_assert_eq(r.rc, 2);
+    done(&r);
+}
+
+Test(cmd_bench, failures_are_status_1)
+{
+    run_result r = run("--model", "tests/fixtures/mmdit/ttt_mixed", "--width", "36", NULL);
+    cr_assert_eq(r.rc, 1);
+    cr_assert(strstr(r.err, "multiples of 16"), "%s", r.err);
+    done(&r);
+    r = run("--model", "/nonexistent/model", NULL);
+    cr_assert_eq(r.rc, 1);
+    cr_assert(strstr(r.err, "/nonexistent/model"), "%s", r.err);
+    done(&r);
+}
+
+Test(cmd_bench, forward_and_loop_on_the_fixture_model)
+{
+    run_result r = run("--cpu", "--model", "tests/fixtures/mmdit/ttt_mixed", "--width", "64",
+                       "--height", "96", "--tokens", "5", "--repeat", "2", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "3 blocks, 2 heads x 16"), "%s", r.out);
+    cr_assert(strstr(r.out, "latent 4x12x8 (24 image tokens), 5 text tokens"), "%s", r.out);
+    cr_assert(strstr(r.out, "forward: median "), "%s", r.out);
+    cr_assert(strstr(r.out, "over 2 runs"), "%s", r.out);
+    done(&r);
+    r = run("--model", "tests/fixtures/mmdit/ttt_mixed", "--width", "64", "--height", "64",
+            "--tokens", "5", "--batch", "2", "--steps", "3", "--guidance", "4", "--repeat", "1",
+            NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "loop: 3 steps, guidance 4 (4 rows per forward)"), "%s", r.out);
+    cr_assert(strstr(r.out, "per step: median "), "%s", r.out);
+    done(&r);
+}
+
+Test(cmd_bench, random_model_leaves_no_files)
+{
+    char tmp[] = "/tmp/tttd_bench_test_XXXXXX";
+    cr_assert_not_null(mkdtemp(tmp));
+    setenv("TMPDIR", tmp, 1);
+    run_result r = run("--ttt", "all", "--width", "64", "--height", "64", "--repeat", "1", NULL);
+    unsetenv("TMPDIR");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "random weights"), "%s", r.out);
+    cr_assert(strstr(r.out, "4 blocks, 4 heads x 32 (inner 128)"), "%s", r.out);
+    cr_assert(strstr(r.out, "TTT map all (6 modules)"), "%s", r.out);
+    cr_assert(strstr(r.out, "forward: median "), "%s", r.out);
+    DIR *d = opendir(tmp);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    int entries = 0;
+    while ((e = readdir(d)))
+        entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    cr_assert_eq(entries, 0, "the temporary model folder was left in %s", tmp);
+    rmdir(tmp);
+    done(&r);
+}
