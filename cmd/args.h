@@ -4,9 +4,9 @@
  * A command describes each option and each positional argument as one row of a table (name,
  * type, default, bounds, metavar, help, environment variable, target field), as redis does its
  * config; cmd_args_parse fills the caller's struct from argv and cmd_args_help writes the usage
- * from the same rows, so a flag, its bounds and its default are written down once. Options are `--name VALUE`, `--name=VALUE`, a one-letter `-x VALUE` where
- * the row has one, `--name` / `--no-name` for booleans; "--" ends the options; "-" alone is a
- * positional argument.
+ * from the same rows, so a flag, its bounds and its default are written down once. Options are
+ * `--name VALUE`, `--name=VALUE`, a one-letter `-x VALUE` where the row has one, `--name` /
+ * `--no-name` for booleans; "--" ends the options; "-" alone is a positional argument.
  *
  * cmd_args_parse_layered adds the daemon's two lower sources under the command line: each row's
  * environment variable and a JSON config file. Every value, whatever its source, goes through

@@ -13,11 +13,11 @@
 
 extern char **environ;
 
-#define XSTR(x) #x
-#define STR(x) XSTR(x)
+#define XSTR(x)  #x
+#define STR(x)   XSTR(x)
 #define F(field) offsetof(srv_options, field)
-#define MS 1
-#define SEC 1000
+#define MS       1
+#define SEC      1000
 
 /* cmd/args fills srv_options's lists as its own cmd_strlist: the two must be laid out alike
  * (server/ may not include cmd/, so srv_strlist is its own type). */
@@ -26,6 +26,7 @@ _Static_assert(sizeof(srv_strlist) == sizeof(cmd_strlist) &&
                    offsetof(srv_strlist, n) == offsetof(cmd_strlist, n),
                "srv_strlist and cmd_strlist differ");
 
+/* clang-format off */
 static const cmd_arg serve_rows[] = {
     {.name = "config", .type = CMD_ARG_STR, .env = "TTTD_CONFIG", .metavar = "FILE",
      .off = F(config), .help = "JSON config file: an object of option names to values"},
@@ -139,6 +140,7 @@ static const cmd_arg serve_rows[] = {
      .env = "TTTD_MAX_CONNECTIONS", .metavar = "N", .off = F(max_connections),
      .help = "open client connections at most"},
 };
+/* clang-format on */
 
 static const cmd_args_spec serve_spec = {
     .prog = "tttd serve",

@@ -87,8 +87,7 @@ static int derive_models(finish_ctx *c)
             return fail(c, "--model %s: the folder is empty", v);
         for (int j = 0; j < o->n_models; j++)
             if (strlen(o->models[j].name) == nlen && !strncmp(o->models[j].name, name, nlen))
-                return fail(c, "--model %s: the name '%.*s' is given twice", v, (int)nlen,
-                            name);
+                return fail(c, "--model %s: the name '%.*s' is given twice", v, (int)nlen, name);
         srv_model_spec *m = &o->models[o->n_models];
         m->name = strndup(name, nlen);
         m->dir = strdup(dir);
@@ -149,12 +148,13 @@ static int read_key_file(finish_ctx *c, const char *path)
         /* Blank lines and comments are skipped; a line of other bytes is a key or an error. */
         if (n == 0 || *s == '#')
             continue;
-        const char *bad = memchr(s, ' ', n) || memchr(s, '\t', n)
-                              ? "a key must not contain spaces"
-                              : key_problem(s, n);
+        const char *bad = memchr(s, ' ', n) || memchr(s, '\t', n) ? "a key must not contain spaces"
+                                                                  : key_problem(s, n);
         if (bad) {
-            fail(c, "--api-key-file %s:%d: %s (%zu bytes; a key is 1 to %d bytes without spaces or "
-                 "control characters)", path, lineno, bad, n, SRV_API_KEY_MAX);
+            fail(c,
+                 "--api-key-file %s:%d: %s (%zu bytes; a key is 1 to %d bytes without spaces or "
+                 "control characters)",
+                 path, lineno, bad, n, SRV_API_KEY_MAX);
             rc = SRV_OPTIONS_EKEYFILE;
             break;
         }
@@ -178,8 +178,10 @@ static int derive_keys(finish_ctx *c)
     for (int k = 0; k < o->api_key.n; k++) {
         const char *bad = key_problem(o->api_key.v[k], strlen(o->api_key.v[k]));
         if (bad)
-            return fail(c, "--api-key: %s (an API key is 1 to %d bytes without control "
-                        "characters)", bad, SRV_API_KEY_MAX);
+            return fail(c,
+                        "--api-key: %s (an API key is 1 to %d bytes without control "
+                        "characters)",
+                        bad, SRV_API_KEY_MAX);
         if (list_add(&o->keys, o->api_key.v[k], strlen(o->api_key.v[k])))
             return fail(c, "out of memory");
     }
@@ -198,18 +200,21 @@ static int derive_access(finish_ctx *c)
     for (int k = 0; k < o->allowed_hosts.n; k++) {
         const char *h = o->allowed_hosts.v[k];
         if (!*h || strcspn(h, " \t/@") != strlen(h) || (h[0] == '.' && !h[1]))
-            return fail(c, "--allowed-hosts %s: not a host name (e.g. tttd, api.example.com, "
-                        ".example.com or *)", h);
+            return fail(c,
+                        "--allowed-hosts %s: not a host name (e.g. tttd, api.example.com, "
+                        ".example.com or *)",
+                        h);
     }
     for (int k = 0; k < o->cors_origins.n; k++) {
         const char *v = o->cors_origins.v[k];
         const char *host = !strncasecmp(v, "http://", 7)    ? v + 7
                            : !strncasecmp(v, "https://", 8) ? v + 8
                                                             : NULL;
-        if (strcmp(v, "*") != 0 &&
-            (!host || !*host || strcspn(host, " \t/@") != strlen(host)))
-            return fail(c, "--cors-origins %s: not an origin (scheme://host[:port] with no path, "
-                        "as a browser sends it, or *)", v);
+        if (strcmp(v, "*") != 0 && (!host || !*host || strcspn(host, " \t/@") != strlen(host)))
+            return fail(c,
+                        "--cors-origins %s: not an origin (scheme://host[:port] with no path, "
+                        "as a browser sends it, or *)",
+                        v);
     }
     return 0;
 }
@@ -218,8 +223,10 @@ static int cross_checks(finish_ctx *c)
 {
     srv_options *o = c->o;
     if (o->max_n > o->max_queue)
-        return fail(c, "--max-n %d: more than --max-queue %d: such a request could never be "
-                    "queued", o->max_n, o->max_queue);
+        return fail(c,
+                    "--max-n %d: more than --max-queue %d: such a request could never be "
+                    "queued",
+                    o->max_n, o->max_queue);
     if (o->readyz_queue_mark > o->max_queue)
         return fail(c, "--readyz-queue-mark %d: more than --max-queue %d", o->readyz_queue_mark,
                     o->max_queue);

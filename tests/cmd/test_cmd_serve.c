@@ -55,7 +55,7 @@ static int parse(srv_options *o, char **envp, int argc, char **argv)
 #define ARGV(...) ((char *[]){"serve", __VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){"serve", __VA_ARGS__}) / sizeof(char *)))
 
-Test(options, defaults)
+Test(cmd_serve, defaults)
 {
     srv_options o;
     char *argv[] = {"serve", NULL};
@@ -80,7 +80,7 @@ Test(options, defaults)
     srv_options_free(&o);
 }
 
-Test(options, flags_beat_env_beat_file_beat_default)
+Test(cmd_serve, flags_beat_env_beat_file_beat_default)
 {
     char *file = temp_file("{\"port\": 7001, \"max_batch\": 2, \"max-queue\": 100, "
                            "\"host\": \"0.0.0.0\"}");
@@ -108,7 +108,7 @@ Test(options, flags_beat_env_beat_file_beat_default)
     free(file);
 }
 
-Test(options, lists_replace_across_sources_and_append_within)
+Test(cmd_serve, lists_replace_across_sources_and_append_within)
 {
     char *file = temp_file("{\"model\": [\"a=/m/a\", \"b=/m/b\"], \"api-key\": \"filekey\"}");
     char cfg[256];
@@ -136,7 +136,7 @@ Test(options, lists_replace_across_sources_and_append_within)
     free(file);
 }
 
-Test(options, bounds_errors_name_option_and_source)
+Test(cmd_serve, bounds_errors_name_option_and_source)
 {
     srv_options o;
     cr_assert_eq(parse(&o, NULL, ARGC("--max-batch", "0"), ARGV("--max-batch", "0")), USAGE);
@@ -146,8 +146,8 @@ Test(options, bounds_errors_name_option_and_source)
 
     char *envp[] = {"TTTD_PORT=70000", NULL};
     cr_assert_eq(parse(&o, envp, 1, ARGV(NULL)), USAGE);
-    cr_assert(strstr(err, "--port 70000 (from TTTD_PORT): expected an integer in [0, 65535]"),
-              "%s", err);
+    cr_assert(strstr(err, "--port 70000 (from TTTD_PORT): expected an integer in [0, 65535]"), "%s",
+              err);
     srv_options_free(&o);
 
     /* The environment is read before the flags: its mistake is the one reported (the deploy
@@ -196,7 +196,7 @@ Test(options, bounds_errors_name_option_and_source)
     srv_options_free(&o);
 }
 
-Test(options, unknown_config_key_and_bad_json)
+Test(cmd_serve, unknown_config_key_and_bad_json)
 {
     srv_options o;
     char *file = temp_file("{\"prot\": 1}");
@@ -231,14 +231,16 @@ Test(options, unknown_config_key_and_bad_json)
     srv_options_free(&o);
 }
 
-Test(options, units_and_booleans)
+Test(cmd_serve, units_and_booleans)
 {
     srv_options o;
     cr_assert_eq(parse(&o, NULL,
-                       ARGC("--max-body", "64K", "--drain-timeout", "1500ms", "--request-timeout-ms",
-                            "2s", "--no-public-metrics", "--public-health=off", "--job-ttl", "2m"),
-                       ARGV("--max-body", "64K", "--drain-timeout", "1500ms", "--request-timeout-ms",
-                            "2s", "--no-public-metrics", "--public-health=off", "--job-ttl", "2m")),
+                       ARGC("--max-body", "64K", "--drain-timeout", "1500ms",
+                            "--request-timeout-ms", "2s", "--no-public-metrics",
+                            "--public-health=off", "--job-ttl", "2m"),
+                       ARGV("--max-body", "64K", "--drain-timeout", "1500ms",
+                            "--request-timeout-ms", "2s", "--no-public-metrics",
+                            "--public-health=off", "--job-ttl", "2m")),
                  GO_ON, "%s", err);
     cr_assert_eq(o.max_body, 65536);
     cr_assert_eq(o.drain_timeout_ms, 1500);
@@ -260,7 +262,7 @@ Test(options, units_and_booleans)
     srv_options_free(&o);
 }
 
-Test(options, models_and_keys)
+Test(cmd_serve, models_and_keys)
 {
     srv_options o;
     cr_assert_eq(parse(&o, NULL, ARGC("--model", "a=/x", "--model", "a=/y"),
@@ -293,7 +295,7 @@ Test(options, models_and_keys)
     srv_options_free(&o);
 }
 
-Test(options, help_lists_every_option)
+Test(cmd_serve, help_lists_every_option)
 {
     srv_options o;
     cr_assert_eq(parse(&o, NULL, ARGC("--port", "x", "--help"), ARGV("--port", "x", "--help")),
