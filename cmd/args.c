@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 /* Separates the words of one synopsis item ("[--steps N]") without letting wrap() break there. */
 #define NBSP '\x01'
 #define HELP_WIDTH 79
@@ -431,13 +433,41 @@ void cmd_args_help(const cmd_args_spec *s, FILE *f)
     fprintf(f, "  %-*s  print this help\n", width, "--help");
 }
 
-/* ---- argv ---- */
+/* ---- sources ---- */
 
-static void mark_seen(const cmd_arg *r, void *dst, unsigned char *given, const cmd_args_spec *s)
+/* Where a row's value came from, lowest first: a higher source's list replaces a lower one's. */
+enum { SRC_DEFAULT = 0, SRC_FILE, SRC_ENV, SRC_FLAG };
+
+/* One parse: the rows' sources, and where messages go. */
+typedef struct parse_state {
+    const cmd_args_spec *s;
+    void *dst;
+    unsigned char *src; /* per row: the highest source that set it */
+    FILE *errout;
+} parse_state;
+
+static void list_clear(cmd_strlist *l, int own)
 {
-    given[r - s->rows] = 1;
+    for (int k = 0; own && k < l->n; k++)
+        free(l->v[k]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* Sets row r from text, given by source: cmd_arg_set, after which the row counts as given. */
+static int set_from(parse_state *st, const cmd_arg *r, const char *text, int source, char *err,
+                    size_t errlen)
+{
+    size_t i = (size_t)(r - st->s->rows);
+    if (r->type == CMD_ARG_LIST && st->src[i] < source)
+        list_clear((cmd_strlist *)field(st->dst, r), st->s->own);
+    if (cmd_arg_set(st->s, r, st->dst, text, err, errlen))
+        return -1;
+    st->src[i] = (unsigned char)source;
     if (r->seen)
-        *(int *)((char *)dst + r->seen - 1) = 1;
+        *(int *)((char *)st->dst + r->seen - 1) = 1;
+    return 0;
 }
 
 /* A usage error: the message, then the usage line and where the rest is; returns 2. */
@@ -459,6 +489,133 @@ static int usage_error(const cmd_args_spec *s, FILE *errout, int with_usage, con
     return 2;
 }
 
+/* Sets row r from a source other than argv; -1, or 2 with "--name VALUE (from WHERE): ...". */
+static int set_sourced(parse_state *st, const cmd_arg *r, const char *text, int source,
+                       const char *where)
+{
+    char msg[384];
+    if (set_from(st, r, text, source, msg, sizeof msg) == 0)
+        return -1;
+    return usage_error(st->s, st->errout, 0, "--%s %s (from %s): %s", r->name, text, where, msg);
+}
+
+static const char *env_get(char *const *envp, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    for (char *const *e = envp; n && e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+/* Every row's environment variable; a list's value is comma-separated ("a=x,b=y"). */
+static int apply_env(parse_state *st, char *const *envp)
+{
+    const cmd_args_spec *s = st->s;
+    for (int i = 0; i < s->n_rows; i++) {
+        const cmd_arg *r = &s->rows[i];
+        const char *v = env_get(envp, r->env);
+        int status = -1;
+        if (!v || (r->flags & CMD_ARG_POSITIONAL))
+            continue;
+        if (r->type != CMD_ARG_LIST) {
+            if ((status = set_sourced(st, r, v, SRC_ENV, r->env)) >= 0)
+                return status;
+            continue;
+        }
+        for (const char *p = v; *p && status < 0;) {
+            size_t len = strcspn(p, ",");
+            if (len) {
+                char *item = strndup(p, len);
+                status = item ? set_sourced(st, r, item, SRC_ENV, r->env)
+                              : usage_error(s, st->errout, 0, "out of memory");
+                free(item);
+            }
+            p += len + (p[len] == ',');
+        }
+        if (status >= 0)
+            return status;
+    }
+    return -1;
+}
+
+/* A JSON scalar as the text a flag would carry; -1 for anything else. */
+static int json_text(const json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, len, "%.17g", json_real_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+    else
+        return -1;
+    return 0;
+}
+
+/* The config file: an object of long names to values (arrays for lists). */
+static int apply_file(parse_state *st, const char *path, const char *path_from)
+{
+    const cmd_args_spec *s = st->s;
+    char where[4200], text[4096];
+    const char *key;
+    json_t *val;
+    json_error_t jerr;
+    int status = -1;
+    snprintf(where, sizeof where, "config %s", path);
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (jerr.line > 0)
+            return usage_error(s, st->errout, 0, "--%s %s%s: line %d: %s", s->config, path,
+                               path_from, jerr.line, jerr.text);
+        return usage_error(s, st->errout, 0, "--%s %s%s: %s", s->config, path, path_from,
+                           jerr.text);
+    }
+    if (!json_is_object(root)) {
+        status = usage_error(s, st->errout, 0, "--%s %s%s: expected a JSON object of option names",
+                             s->config, path, path_from);
+        goto out;
+    }
+    json_object_foreach(root, key, val) {
+        const cmd_arg *r = cmd_args_find(s, key, strlen(key));
+        if (!r || strcmp(r->name, s->config) == 0 || r->type == CMD_ARG_FLAG) {
+            status = usage_error(s, st->errout, 0, "unknown option \"%s\" (from %s)", key, where);
+            goto out;
+        }
+        if (json_is_array(val) && r->type == CMD_ARG_LIST) {
+            size_t k;
+            json_t *item;
+            json_array_foreach(val, k, item) {
+                if (json_text(item, text, sizeof text)) {
+                    status = usage_error(s, st->errout, 0,
+                                         "--%s (from %s): expected strings in the array",
+                                         r->name, where);
+                    goto out;
+                }
+                if ((status = set_sourced(st, r, text, SRC_FILE, where)) >= 0)
+                    goto out;
+            }
+            continue;
+        }
+        if (json_text(val, text, sizeof text)) {
+            status = usage_error(s, st->errout, 0,
+                                 "--%s (from %s): expected a string, number or boolean%s",
+                                 r->name, where,
+                                 r->type == CMD_ARG_LIST ? " or an array of them" : "");
+            goto out;
+        }
+        if ((status = set_sourced(st, r, text, SRC_FILE, where)) >= 0)
+            goto out;
+    }
+out:
+    json_decref(root);
+    return status;
+}
+
+/* ---- argv ---- */
+
 static int has_positionals(const cmd_args_spec *s)
 {
     for (int i = 0; i < s->n_rows; i++)
@@ -476,9 +633,12 @@ static const cmd_arg *positional(const cmd_args_spec *s, int k)
     return NULL;
 }
 
-/* One option at argv[*a]; advances *a past its value. -1 to go on, else the exit status. */
-static int parse_option(const cmd_args_spec *s, void *dst, int argc, char **argv, int *a,
-                        unsigned char *given, FILE *errout)
+/*
+ * The row and the value of the option at argv[*a], advancing *a past a separate value: 0, or
+ * -1 with a message in err (then with_usage says whether the usage line should follow).
+ */
+static int split_option(const cmd_args_spec *s, int argc, char **argv, int *a, const cmd_arg **rp,
+                        const char **valp, int *lenp, char *err, size_t errlen, int *with_usage)
 {
     const char *arg = argv[*a];
     const cmd_arg *r = NULL;
@@ -500,69 +660,81 @@ static int parse_option(const cmd_args_spec *s, void *dst, int argc, char **argv
         r = arg[2] == '\0' ? find_short(s, arg[1]) : NULL;
         len = (int)strlen(arg);
     }
-    if (!r)
-        return usage_error(s, errout, 1, "unknown option %.*s%s", len, arg,
-                           has_positionals(s) ? " (use -- before an argument that starts with -)"
-                                              : "");
+    *lenp = len;
+    *with_usage = 0;
+    if (!r) {
+        *with_usage = 1;
+        return fail(err, errlen, "unknown option %.*s%s", len, arg,
+                    has_positionals(s) ? " (use -- before an argument that starts with -)" : "");
+    }
     const char *val = eq ? eq + 1 : NULL;
     if (r->type == CMD_ARG_FLAG || negated) {
         if (val)
-            return usage_error(s, errout, 0, "%.*s takes no value", len, arg);
+            return fail(err, errlen, "%.*s takes no value", len, arg);
+        val = negated ? "false" : NULL;
     } else if (r->type == CMD_ARG_BOOL && !val) {
         val = "true";
     } else if (!val) {
         if (*a + 1 >= argc)
-            return usage_error(s, errout, 0, "%.*s needs a value (%s)", len, arg,
-                               r->metavar ? r->metavar : "VALUE");
+            return fail(err, errlen, "%.*s needs a value (%s)", len, arg,
+                        r->metavar ? r->metavar : "VALUE");
         val = argv[++*a];
     }
+    *rp = r;
+    *valp = val;
+    return 0;
+}
+
+/* One option at argv[*a]; advances *a past its value. -1 to go on, else the exit status. */
+static int parse_option(parse_state *st, int argc, char **argv, int *a)
+{
+    const char *arg = argv[*a], *val = NULL;
+    const cmd_arg *r = NULL;
     char msg[384];
-    if (cmd_arg_set(s, r, dst, negated ? "false" : val ? val : "", msg, sizeof msg))
-        return usage_error(s, errout, 0, "%.*s %s: %s", len, arg, val ? val : "", msg);
-    mark_seen(r, dst, given, s);
+    int len, with_usage;
+    if (split_option(st->s, argc, argv, a, &r, &val, &len, msg, sizeof msg, &with_usage))
+        return usage_error(st->s, st->errout, with_usage, "%s", msg);
+    if (set_from(st, r, val ? val : "", SRC_FLAG, msg, sizeof msg))
+        return usage_error(st->s, st->errout, 0, "%.*s %s: %s", len, arg, val ? val : "", msg);
     return -1;
 }
 
-/* After argv: every required positional and option given? -1, or 2 with the message. */
-static int check_required(const cmd_args_spec *s, const unsigned char *given, FILE *errout)
+/* After every source: every required positional and option given? -1, or 2 with the message. */
+static int check_required(const parse_state *st)
 {
+    const cmd_args_spec *s = st->s;
     char missing[512];
     size_t o = 0;
     int n = 0, total = 0;
     for (int i = 0; i < s->n_rows; i++) {
         const cmd_arg *r = &s->rows[i];
-        total += (r->flags & CMD_ARG_POSITIONAL) && !(r->flags & CMD_ARG_OPTIONAL) && !given[i];
+        total += (r->flags & CMD_ARG_POSITIONAL) && !(r->flags & CMD_ARG_OPTIONAL) && !st->src[i];
     }
     for (int i = 0; i < s->n_rows && o < sizeof missing; i++) {
         const cmd_arg *r = &s->rows[i];
-        if (!(r->flags & CMD_ARG_POSITIONAL) || (r->flags & CMD_ARG_OPTIONAL) || given[i])
+        if (!(r->flags & CMD_ARG_POSITIONAL) || (r->flags & CMD_ARG_OPTIONAL) || st->src[i])
             continue;
         n++;
         o += (size_t)snprintf(missing + o, sizeof missing - o, "%s%s",
                               n == 1 ? "" : n == total ? " and " : ", ", r->name);
     }
     if (n)
-        return usage_error(s, errout, 1, "missing %s", missing);
+        return usage_error(s, st->errout, 1, "missing %s", missing);
     for (int i = 0; i < s->n_rows; i++) {
         const cmd_arg *r = &s->rows[i];
         char flag[64];
-        if (!(r->flags & CMD_ARG_REQUIRED) || (r->flags & CMD_ARG_POSITIONAL) || given[i])
+        if (!(r->flags & CMD_ARG_REQUIRED) || (r->flags & CMD_ARG_POSITIONAL) || st->src[i])
             continue;
         row_flag(r, flag, sizeof flag);
-        return usage_error(s, errout, 1, "%s is required", flag);
+        return usage_error(s, st->errout, 1, "%s is required", flag);
     }
     return -1;
 }
 
-int cmd_args_parse(const cmd_args_spec *s, void *dst, int argc, char **argv, FILE *out,
-                   FILE *errout)
+/* argv's options and positionals, in order. -1 to go on, else the exit status. */
+static int apply_argv(parse_state *st, int argc, char **argv, FILE *out)
 {
     char msg[512];
-    if (cmd_args_defaults(s, dst, msg, sizeof msg))
-        return usage_error(s, errout, 0, "%s", msg);
-    unsigned char *given = calloc((size_t)s->n_rows + 1, 1);
-    if (!given)
-        return usage_error(s, errout, 0, "out of memory");
     int status = -1, n_pos = 0, only_pos = 0;
     for (int a = 1; a < argc && status < 0; a++) {
         const char *arg = argv[a];
@@ -570,26 +742,83 @@ int cmd_args_parse(const cmd_args_spec *s, void *dst, int argc, char **argv, FIL
             if (strcmp(arg, "--") == 0) {
                 only_pos = 1;
             } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-                cmd_args_help(s, out);
+                cmd_args_help(st->s, out);
                 status = 0;
             } else {
-                status = parse_option(s, dst, argc, argv, &a, given, errout);
+                status = parse_option(st, argc, argv, &a);
             }
             continue;
         }
-        const cmd_arg *r = positional(s, n_pos++);
-        if (!r) {
-            status = usage_error(s, errout, 1, "too many arguments (%s)", arg);
-        } else if (cmd_arg_set(s, r, dst, arg, msg, sizeof msg)) {
-            status = usage_error(s, errout, 0, "%s %s: %s", r->name, arg, msg);
-        } else {
-            mark_seen(r, dst, given, s);
+        const cmd_arg *r = positional(st->s, n_pos++);
+        if (!r)
+            status = usage_error(st->s, st->errout, 1, "too many arguments (%s)", arg);
+        else if (set_from(st, r, arg, SRC_FLAG, msg, sizeof msg))
+            status = usage_error(st->s, st->errout, 0, "%s %s: %s", r->name, arg, msg);
+    }
+    return status;
+}
+
+/* Runs the sources in order over the defaults: -1 when the command should go on. */
+static int parse_sources(const cmd_args_spec *s, void *dst, int argc, char **argv,
+                         char *const *envp, int layered, FILE *out, FILE *errout)
+{
+    char msg[512];
+    if (cmd_args_defaults(s, dst, msg, sizeof msg))
+        return usage_error(s, errout, 0, "%s", msg);
+    parse_state st = {.s = s, .dst = dst, .src = calloc((size_t)s->n_rows + 1, 1),
+                      .errout = errout};
+    if (!st.src)
+        return usage_error(s, errout, 0, "out of memory");
+    int status = -1;
+    if (layered && s->config) {
+        /* The file is named by a flag or the environment: find it before reading either. */
+        const cmd_arg *cr = cmd_args_find(s, s->config, strlen(s->config));
+        const char *path = cr ? env_get(envp, cr->env) : NULL;
+        int from_env = 1;
+        for (int a = 1; cr && a < argc && strcmp(argv[a], "--") != 0; a++) {
+            const cmd_arg *r;
+            const char *val;
+            int len, with_usage;
+            if (argv[a][0] == '-' && argv[a][1] &&
+                !split_option(s, argc, argv, &a, &r, &val, &len, msg, sizeof msg, &with_usage) &&
+                r == cr)
+                path = val, from_env = 0;
+        }
+        if (path && *path) {
+            char from[128] = "";
+            if (from_env)
+                snprintf(from, sizeof from, " (from %s)", cr->env);
+            status = apply_file(&st, path, from);
         }
     }
+    if (status < 0 && layered)
+        status = apply_env(&st, envp);
     if (status < 0)
-        status = check_required(s, given, errout);
-    free(given);
+        status = apply_argv(&st, argc, argv, out);
+    if (status < 0)
+        status = check_required(&st);
+    free(st.src);
     return status;
+}
+
+int cmd_args_parse(const cmd_args_spec *s, void *dst, int argc, char **argv, FILE *out,
+                   FILE *errout)
+{
+    return parse_sources(s, dst, argc, argv, NULL, 0, out, errout);
+}
+
+int cmd_args_parse_layered(const cmd_args_spec *s, void *dst, int argc, char **argv,
+                           char *const *envp, FILE *out, FILE *errout)
+{
+    if (!s->own) /* the file's values do not outlive the parse */
+        return usage_error(s, errout, 0, "a layered parse needs owned values (a bug)");
+    /* --help wins over anything else argv holds (cmd_args_parse stops at the first mistake). */
+    for (int a = 1; a < argc && strcmp(argv[a], "--") != 0; a++)
+        if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+            cmd_args_help(s, out);
+            return 0;
+        }
+    return parse_sources(s, dst, argc, argv, envp, 1, out, errout);
 }
 
 void cmd_args_free(const cmd_args_spec *s, void *dst)
@@ -599,14 +828,9 @@ void cmd_args_free(const cmd_args_spec *s, void *dst)
     for (int i = 0; i < s->n_rows; i++) {
         const cmd_arg *r = &s->rows[i];
         void *f = field(dst, r);
-        if (r->type == CMD_ARG_LIST) {
-            cmd_strlist *l = f;
-            for (int k = 0; s->own && k < l->n; k++)
-                free(l->v[k]);
-            free(l->v);
-            l->v = NULL;
-            l->n = 0;
-        } else if (r->type == CMD_ARG_STR && s->own) {
+        if (r->type == CMD_ARG_LIST)
+            list_clear(f, s->own);
+        else if (r->type == CMD_ARG_STR && s->own) {
             free(*(char **)f);
             *(char **)f = NULL;
         }

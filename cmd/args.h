@@ -2,16 +2,20 @@
  * args.h - the one argument-table parser of tttd's command lines.
  *
  * A command describes each option and each positional argument as one row of a table (name,
- * type, default, bounds, metavar, help, target field), as redis does its config and
- * server/options.c the daemon's; cmd_args_parse fills the caller's struct from argv and
- * cmd_args_help writes the usage from the same rows, so a flag, its bounds and its default are
- * written down once. Options are `--name VALUE`, `--name=VALUE`, a one-letter `-x VALUE` where
- * the row has one, `--name` / `--no-name` for booleans; "--" ends the options; "-" alone is a
- * positional argument.
+ * type, default, bounds, metavar, help, environment variable, target field), as redis does its
+ * config; cmd_args_parse fills the caller's struct from argv and cmd_args_help writes the usage
+ * from the same rows, so a flag, its bounds and its default are written down once. Options are
+ * `--name VALUE`, `--name=VALUE`, a one-letter `-x VALUE` where the row has one, `--name` /
+ * `--no-name` for booleans; "--" ends the options; "-" alone is a positional argument.
  *
- * The value conversion (cmd_arg_set) and the row look-up (cmd_args_find) are separate from argv,
- * for parsers with more sources (environment variables, a config file: the row has a field for
- * its environment variable name).
+ * cmd_args_parse_layered adds the daemon's two lower sources under the command line: each row's
+ * environment variable and a JSON config file. Every value, whatever its source, goes through
+ * cmd_arg_set, so bounds and messages are the same for `--max-batch 0`, `TTTD_MAX_BATCH=0` and
+ * `{"max-batch": 0}`. A bad value is reported as written, then what was expected, with where it
+ * came from when that was not the command line:
+ *     tttd generate: --steps 0: expected an integer in [1, 10000]
+ *     tttd serve: --port 70000 (from TTTD_PORT): expected an integer in [0, 65535]
+ *     tttd serve: --workers 1.5 (from config tttd.json): expected an integer in [1, 64]
  *
  * Stateless; thread-safe as long as two threads do not fill the same struct.
  */
@@ -79,6 +83,8 @@ typedef struct cmd_args_spec {
     int n_rows;
     int own; /* 1: CMD_ARG_STR and CMD_ARG_LIST values are copies (cmd_args_free frees them);
                 0: they point into the text given (argv outlives the struct) */
+    const char *config; /* cmd_args_parse_layered: the long name of the CMD_ARG_STR row that names
+                           a JSON config file, or NULL: no file */
 } cmd_args_spec;
 
 /*
@@ -91,6 +97,20 @@ typedef struct cmd_args_spec {
  */
 int cmd_args_parse(const cmd_args_spec *s, void *dst, int argc, char **argv, FILE *out,
                    FILE *errout);
+
+/*
+ * As cmd_args_parse, over two more sources, lowest first: the JSON config file that the row
+ * s->config names (by its flag, else by its environment variable: an object whose keys are long
+ * names, '_' standing for '-', with a string, number or boolean each, or an array of them for a
+ * list), then each row's environment variable in envp ("NAME=VALUE" strings, may be NULL; a list's
+ * value is comma-separated, empty items skipped), then argv. A later source overrides an earlier
+ * one; a list set by a source replaces what lower sources gave it, and repeated flags append to
+ * each other. --help or -h anywhere before "--" prints the help and returns 0, whatever else argv
+ * holds. The file and the environment are read before argv, so a bad value there is reported even
+ * when a flag is bad too. Needs s->own (values from the file do not outlive the parse).
+ */
+int cmd_args_parse_layered(const cmd_args_spec *s, void *dst, int argc, char **argv,
+                           char *const *envp, FILE *out, FILE *errout);
 
 /* Sets every row that has a default; 0, or -1 with a message in err (a bad default: a bug). */
 int cmd_args_defaults(const cmd_args_spec *s, void *dst, char *err, size_t errlen);

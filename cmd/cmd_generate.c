@@ -280,9 +280,9 @@ static int generate_run(gen_opts *o, FILE *out, FILE *errout)
     const eng_transformer_config *tc = eng_pipeline_transformer_config(p);
     int scale = eng_pipeline_vae_scale(p);
     if (o->width <= 0)
-        o->width = tc->sample_size * scale;
+        o->width = eng_config_default_side(tc, scale);
     if (o->height <= 0)
-        o->height = tc->sample_size * scale;
+        o->height = eng_config_default_side(tc, scale);
     if ((status = check_size(o, p, errout)))
         goto done;
     status = 1;

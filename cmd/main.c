@@ -12,8 +12,8 @@
 #include "cmd/cmd_generate.h"
 #include "cmd/cmd_info.h"
 #include "cmd/cmd_linearize.h"
+#include "cmd/cmd_serve.h"
 #include "cmd/cmd_tokenize.h"
-#include "server/serve.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +50,7 @@ static int run_tokenize(int argc, char **argv)
 
 static int run_serve(int argc, char **argv)
 {
-    return srv_cmd_serve(argc, argv, stdout, stderr);
+    return cmd_serve(argc, argv, stdout, stderr);
 }
 
 static int run_generate(int argc, char **argv)

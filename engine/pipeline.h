@@ -25,10 +25,10 @@ typedef struct eng_pipeline eng_pipeline;
 
 /*
  * What a request that does not say gets: the defaults of diffusers' StableDiffusion3Pipeline's
- * num_inference_steps and guidance_scale. (The size is the model's: the transformer's
- * sample_size latent cells of eng_pipeline_vae_scale pixels a side.) The one place these are
- * stated: the daemon's API defaults and `tttd generate` read them. Plain literals, so that
- * cmd/ can show them as text.
+ * num_inference_steps and guidance_scale. (The size is the model's: eng_config_default_side,
+ * the transformer's sample_size latent cells of eng_pipeline_vae_scale pixels a side.) The one
+ * place these are stated: the daemon's API defaults and `tttd generate` read them. Plain
+ * literals, so that cmd/ can show them as text.
  */
 #define ENG_PIPELINE_DEFAULT_STEPS 28
 #define ENG_PIPELINE_DEFAULT_GUIDANCE 7.0

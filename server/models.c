@@ -77,11 +77,10 @@ static int model_read(srv_model *m, const char *name, const char *dir, char *err
     snprintf(path, sizeof path, "%s/vae/config.json", dir);
     if (eng_config_load_vae(path, &vc, &e))
         goto fail;
-    /* diffusers: vae_scale_factor = 2 ** (len(block_out_channels) - 1). */
-    int scale = 1 << (vc.num_blocks - 1);
+    int scale = eng_vae_config_scale(&vc);
     m->cell = scale * tc.patch_size;
     m->max_side = tc.pos_embed_max_size * m->cell;
-    m->default_width = m->default_height = tc.sample_size * scale;
+    m->default_width = m->default_height = eng_config_default_side(&tc, scale);
     m->attention_modules = tc.num_layers + tc.num_dual_attention_layers;
     m->ttt_modules = tc.num_ttt_modules;
     m->created = (int64_t)time(NULL);

@@ -1,15 +1,13 @@
 /*
- * options.h - the configuration of `tttd serve`, from one table.
+ * options.h - the configuration of `tttd serve`, as the daemon reads it.
  *
- * Every option is one row of the table in options.c (name, type, default, bounds, environment
- * variable, help, target field), as redis does its config. A value comes from, in order of
- * precedence: a command-line flag (--name VALUE, --name=VALUE, --name / --no-name for booleans),
- * the environment (TTTD_NAME, dashes as underscores; list options take comma-separated values),
- * a JSON config file (--config FILE or TTTD_CONFIG: an object whose keys are option names, with
- * arrays for list options), and the table's default. A list option set by a source replaces what
- * lower sources gave it; repeated flags append to each other.
+ * The options are one table of cmd/args.h rows in cmd/cmd_serve.c (name, type, default, bounds,
+ * environment variable, help, target field in this struct), read from flags, TTTD_* variables and
+ * a JSON config file; `tttd serve --help` lists them. What is left here is the daemon's own part:
+ * the struct, the checks across options, the values derived from them (--model's NAME=DIR, the
+ * API keys with the key file's) and freeing.
  *
- * Not thread-safe; parsed once at start-up, then read-only.
+ * Not thread-safe; filled once at start-up, then read-only.
  */
 #ifndef TTTD_SERVER_OPTIONS_H
 #define TTTD_SERVER_OPTIONS_H
@@ -30,7 +28,8 @@ typedef enum srv_dtype_choice {
     SRV_DTYPE_BF16 = 2,
 } srv_dtype_choice;
 
-/* A repeatable string option's values (owned by the options). */
+/* A repeatable string option's values (owned by the options; laid out as cmd/args's
+ * cmd_strlist, which fills it). */
 typedef struct srv_strlist {
     char **v;
     int n;
@@ -73,7 +72,7 @@ typedef struct srv_options {
     int64_t job_ttl_ms; /* how long a finished job stays visible to GET /v1/jobs/{id} */
     int max_connections;
 
-    /* Derived by srv_options_parse. */
+    /* Derived by srv_options_finish. */
     srv_model_spec *models; /* parsed --model values, names unique */
     int n_models;
     srv_strlist keys; /* --api-key values plus the key file's lines */
@@ -82,24 +81,20 @@ typedef struct srv_options {
 /* The longest API key, in bytes (--api-key, TTTD_API_KEY, a line of --api-key-file). */
 #define SRV_API_KEY_MAX 512
 
+/* srv_options_finish's return when the key file cannot be read or holds a bad key. */
+#define SRV_OPTIONS_EKEYFILE (-2)
+
 /*
- * Fills o from argv (argv[0] is the subcommand name and is skipped), envp (NULL-terminated
- * "NAME=VALUE" strings, may be NULL) and the config file they name. Returns 0 on success,
- * 1 when --help was asked (nothing else is checked), or -1 with a one-line message in err that
- * names the option, the source (flag, environment variable or file) and what was expected, or
- * -2 when the key file (--api-key-file) cannot be read or a line of it is not a valid key (the
- * message names the file and the line).
- * o is always left safe to pass to srv_options_free.
+ * After the table's values are in o: checks them across options (--max-n against --max-queue,
+ * --dtype against --device, ...), resolves --readyz-queue-mark 0, parses --model values into
+ * o->models (names unique), checks --allowed-hosts and --cors-origins, and gathers the API keys
+ * (--api-key, then the lines of --api-key-file) into o->keys. Returns 0, -1 with a one-line
+ * message in err naming the option, the value and what is wrong, or SRV_OPTIONS_EKEYFILE with a
+ * message naming the file and the line.
  */
-int srv_options_parse(srv_options *o, int argc, char **argv, char *const *envp, char *err,
-                      size_t errlen);
+int srv_options_finish(srv_options *o, char *err, size_t errlen);
+
+/* Frees every string and list o owns (the table's and the derived ones); o may be NULL. */
 void srv_options_free(srv_options *o);
-
-/* Writes the usage text: every option with its default, bounds and environment variable. */
-void srv_options_help(FILE *f);
-
-/* Number of rows of the table and the name of row i (for tests). */
-int srv_options_count(void);
-const char *srv_options_name(int i);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * serve.c - `tttd serve`: start-up in order (options, models, metrics, loop, socket, HTTP,
- * workers, signals), the run, and the shutdown: drain, then cancel, then stop (see serve.h).
+ * serve.c - the daemon: start-up in order (models, metrics, loop, socket, HTTP, workers,
+ * signals), the run, and the shutdown: drain, then cancel, then stop (see serve.h).
  *
  * Start-up failures unwind with goto labels in reverse order. The shutdown is a small state
  * machine driven by a 20 ms timer, so every step happens on the loop thread between events:
@@ -40,10 +40,8 @@
 
 enum { RUNNING = 0, DRAINING, CANCELING, STOPPED };
 
-extern char **environ;
-
 typedef struct server {
-    srv_options opts;
+    const srv_options *opts;
     srv_models models;
     srv_metrics *metrics;
     uv_loop_t loop;
@@ -138,8 +136,8 @@ static void on_signal(uv_signal_t *h, int signum)
     server *s = h->data;
     if (s->phase == RUNNING) {
         LOG_INFO("%s: draining (up to %lld ms), then stopping", strsignal(signum),
-                 (long long)s->opts.drain_timeout_ms);
-        begin_shutdown(s, (double)s->opts.drain_timeout_ms);
+                 (long long)s->opts->drain_timeout_ms);
+        begin_shutdown(s, (double)s->opts->drain_timeout_ms);
     } else if (s->phase == DRAINING) {
         /* A second signal: do not wait for the drain timeout. */
         LOG_WARN("%s again: canceling the remaining work now", strsignal(signum));
@@ -218,7 +216,7 @@ static int plan_workers(const srv_options *o, srv_pool_config *pc, FILE *errout)
     return 0;
 }
 
-int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
+int srv_serve_run(const srv_options *o, FILE *out, FILE *errout)
 {
     server *s = calloc(1, sizeof *s);
     char err[1024], addr[80];
@@ -227,33 +225,21 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
         fprintf(errout, "tttd serve: out of memory\n");
         return 1;
     }
+    s->opts = o;
     s->listen_fd = -1;
-
-    rc = srv_options_parse(&s->opts, argc, argv, environ, err, sizeof err);
-    if (rc == 1) {
-        srv_options_help(out);
-        status = 0;
-        goto out_options;
-    }
-    if (rc) {
-        fprintf(errout, "tttd serve: %s\n", err);
-        /* A bad key file is bad data, as a bad model folder is (1), not a misused flag (2). */
-        status = rc == -2 ? 1 : 2;
-        goto out_options;
-    }
-    eng_log_set_level((eng_log_level)s->opts.log_level);
+    eng_log_set_level((eng_log_level)o->log_level);
     signal(SIGPIPE, SIG_IGN); /* a client hanging up mid-answer is an error code, not a signal */
 
-    if (srv_models_init(&s->models, s->opts.models, s->opts.n_models, err, sizeof err)) {
+    if (srv_models_init(&s->models, s->opts->models, s->opts->n_models, err, sizeof err)) {
         fprintf(errout, "tttd serve: %s\n", err);
         goto out_models;
     }
-    if (s->opts.n_models == 0)
+    if (s->opts->n_models == 0)
         LOG_INFO("no --model: serving %s as \"default\"%s", s->models.v[0].dir,
                  strstr(s->models.v[0].dir, "tiny_model") ? " (the tiny test model: random "
                                                             "weights, it draws noise)" : "");
     srv_pool_config pc = {.models = s->models.v, .n_models = s->models.n};
-    if (plan_workers(&s->opts, &pc, errout)) {
+    if (plan_workers(s->opts, &pc, errout)) {
         status = 2;
         goto out_models;
     }
@@ -265,13 +251,13 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
         fprintf(errout, "tttd serve: uv_loop_init: %s\n", uv_strerror(rc));
         goto out_metrics;
     }
-    if (srv_listen(s->opts.host, s->opts.port, LISTEN_BACKLOG, &s->listen_fd, &port, &ipv6, addr,
+    if (srv_listen(s->opts->host, s->opts->port, LISTEN_BACKLOG, &s->listen_fd, &port, &ipv6, addr,
                    sizeof addr, err, sizeof err)) {
         fprintf(errout, "tttd serve: %s\n", err);
         goto out_loop;
     }
 
-    srv_http_config hc = {.opts = &s->opts, .metrics = s->metrics, .sched = &s->sched,
+    srv_http_config hc = {.opts = s->opts, .metrics = s->metrics, .sched = &s->sched,
                           .models = &s->models, .mhd = &s->mhd};
     if ((rc = srv_http_new(&s->http, &s->loop, &hc))) {
         fprintf(errout, "tttd serve: %s\n", strerror(-rc));
@@ -283,7 +269,7 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
         flags, 0, NULL, NULL, srv_http_handler, s->http, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
         NULL, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
         srv_http_completed, s->http, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)s->opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)IDLE_CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)SRV_HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
     if (!s->daemon) {
@@ -299,7 +285,7 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
     s->events = *srv_http_sched_events();
     s->events.load_state = on_load_state;
     s->events.queue_moved = on_queue_moved;
-    if ((rc = srv_sched_init(&s->sched, &s->loop, &s->opts, s->metrics, &pc, &s->events, s))) {
+    if ((rc = srv_sched_init(&s->sched, &s->loop, s->opts, s->metrics, &pc, &s->events, s))) {
         fprintf(errout, "tttd serve: starting the workers: %s\n", strerror(-rc));
         goto out_mhd_loop;
     }
@@ -314,7 +300,7 @@ int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout)
     fprintf(out, "listening on %s\n", addr);
     fflush(out);
     LOG_INFO("listening on %s: %d %s worker(s), max batch %d, queue %d, %d model(s)", addr,
-             pc.n_workers, pc.cuda ? "CUDA" : "CPU", s->opts.max_batch, s->opts.max_queue,
+             pc.n_workers, pc.cuda ? "CUDA" : "CPU", s->opts->max_batch, s->opts->max_queue,
              s->models.n);
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -339,8 +325,6 @@ out_metrics:
     srv_metrics_free(s->metrics);
 out_models:
     srv_models_free(&s->models);
-out_options:
-    srv_options_free(&s->opts);
     free(s);
     return status;
 }

@@ -1,7 +1,8 @@
 /*
- * serve.h - `tttd serve`: the HTTP daemon (DESIGN.md 5).
+ * serve.h - the HTTP daemon (DESIGN.md 5), run by `tttd serve` (cmd/cmd_serve.c reads its
+ * options).
  *
- * Reads the options (flags, TTTD_* environment, --config file), reads the models' configs,
+ * With the options filled, reads the models' configs,
  * listens, prints "listening on HOST:PORT" as the first line of out (flushed: with --port 0
  * this is how a caller learns the port), starts the workers (they load the models while
  * /healthz already answers and /readyz says 503), and runs the libuv loop until SIGTERM or
@@ -13,16 +14,19 @@
 
 #include <stdio.h>
 
+#include "server/options.h"
+
 /* The exit status after a shutdown whose --drain-timeout passed with jobs still unfinished
  * (they were canceled: work was lost). */
 #define SRV_EXIT_DRAIN_TIMEOUT 3
 
 /*
- * Runs the subcommand; argv[0] is "serve". Returns the exit status: 0 after a clean shutdown
- * (and for --help), 1 when the server could not start or a model could not be loaded, 2 for bad
- * options (a message goes to errout), SRV_EXIT_DRAIN_TIMEOUT (3) when the drain timed out and
+ * Runs the daemon with o (filled and finished: srv_options_finish), which must outlive the call.
+ * Returns the exit status: 0 after a clean shutdown, 1 when the server could not start or a model
+ * could not be loaded, 2 when the options ask for what this machine lacks (--device cuda without
+ * a GPU, ...; a message goes to errout), SRV_EXIT_DRAIN_TIMEOUT (3) when the drain timed out and
  * unfinished jobs were canceled.
  */
-int srv_cmd_serve(int argc, char **argv, FILE *out, FILE *errout);
+int srv_serve_run(const srv_options *o, FILE *out, FILE *errout);
 
 #endif

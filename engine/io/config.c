@@ -361,3 +361,13 @@ int eng_config_parse_transformer(const char *text, size_t len, const char *label
 {
     return eng_cfg_load_text(text, len, label, parse_transformer, out, err);
 }
+
+int eng_vae_config_scale(const eng_vae_config *c)
+{
+    return 1 << (c->num_blocks - 1);
+}
+
+int eng_config_default_side(const eng_transformer_config *tc, int vae_scale)
+{
+    return tc->sample_size * vae_scale;
+}

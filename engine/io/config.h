@@ -210,6 +210,17 @@ int eng_config_load_vae(const char *path, eng_vae_config *out, eng_error *err);
 int eng_config_parse_vae(const char *text, size_t len, const char *label, eng_vae_config *out,
                          eng_error *err);
 
+/* Pixels per latent cell: diffusers' vae_scale_factor, 2 ** (len(block_out_channels) - 1). */
+int eng_vae_config_scale(const eng_vae_config *c);
+
+/*
+ * The side in pixels of the image a model makes when no size is asked for (by a request or
+ * `tttd generate`): the transformer's sample_size latent cells of vae_scale pixels each, as
+ * diffusers' default_sample_size * vae_scale_factor (1024 for SD3.5). The one place it is worked
+ * out.
+ */
+int eng_config_default_side(const eng_transformer_config *tc, int vae_scale);
+
 /* ---- text_encoder/config.json, text_encoder_2/config.json: CLIPTextModelWithProjection ---- */
 
 /*

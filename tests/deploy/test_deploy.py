@@ -588,7 +588,7 @@ def check_rules_against_scrape(rule_files, names, samples, jobs):
 # ---- Kubernetes ----
 
 K8S = os.path.join(DEPLOY, "k8s")
-FALSE_WORDS = ("false", "0", "no", "off")  # the false words of a T_BOOL option (server/options.c)
+FALSE_WORDS = ("false", "0", "no", "off")  # the false words of a CMD_ARG_BOOL option (cmd/args.c)
 CLUSTER_IP = "10.96.0.10"  # any address: what a service link carries
 
 

@@ -20,10 +20,10 @@
 
 #include <uv.h>
 
+#include "cmd/cmd_serve.h"
 #include "engine/core/log.h"
 #include "server/metrics.h"
 #include "server/models.h"
-#include "server/options.h"
 #include "server/sched.h"
 
 #define WORKERS 3
@@ -428,7 +428,7 @@ static void check_records(harness *h)
 int main(void)
 {
     static harness h;
-    char err[512];
+    char err[512] = "bad options";
     char *argv[] = {"serve", "--model", "default=tests/fixtures/tiny_model", "--workers", "3",
                     "--max-batch", "2", "--max-queue", "256", "--job-ttl", "3600", NULL};
     char *envp[] = {NULL};
@@ -437,8 +437,8 @@ int main(void)
                            .finished = ev_finished};
 
     eng_log_set_level(ENG_LOG_WARN);
-    if (srv_options_parse(&h.opts, (int)(sizeof argv / sizeof *argv) - 1, argv, envp, err,
-                          sizeof err) ||
+    if (cmd_serve_options(&h.opts, (int)(sizeof argv / sizeof *argv) - 1, argv, envp, stdout,
+                          stderr) >= 0 ||
         srv_models_init(&h.models, h.opts.models, h.opts.n_models, err, sizeof err)) {
         fprintf(stderr, "test_pool: %s (run from the repository root)\n", err);
         return 1;
