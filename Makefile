@@ -78,16 +78,23 @@ LDLIBS_ALL += $(CUDA_LIBS)
 endif
 
 # ---- sources ----
-LIB_SRCS := $(sort $(wildcard engine/*.c engine/*/*.c kernels/cpu/*.c api/*.c server/*.c cmd/*.c))
-LIB_SRCS := $(filter-out cmd/main.c,$(LIB_SRCS))
-CU_SRCS := $(if $(filter 1,$(HAVE_CUDA)),$(sort $(wildcard kernels/cuda/*.cu)))
-UNIT_SRCS := $(sort $(wildcard tests/*.c tests/common/*.c tests/engine/*.c tests/engine/*/*.c tests/kernels/cpu/*.c \
-                               tests/api/*.c tests/server/*.c tests/cmd/*.c))
-GPU_TEST_SRCS := $(sort $(wildcard tests/kernels/cuda/*.c))
+# Every layer is a folder and its sources are the files in it (found, never listed by hand):
+# cmd/ (the binary's commands), server/ (the daemon), api/ (the HTTP contract), engine/ (models
+# and pipeline, in wings), kernels/ (compute; kernels/cuda/dev/ holds programs of their own).
+# Each layer is one static archive, linked top down; tools/check_layers.py (run by `make check`)
+# holds the includes to that order.
+LAYERS := cmd server api engine kernels
+srcs_under = $(sort $(shell find $(1) -name '*.$(2)' -not -path 'kernels/cuda/dev/*' 2>/dev/null))
+LIB_SRCS := $(filter-out cmd/main.c kernels/cuda/%,$(call srcs_under,$(LAYERS),c))
+CU_SRCS := $(if $(filter 1,$(HAVE_CUDA)),$(call srcs_under,kernels/cuda,cu))
+UNIT_SRCS := $(filter-out tests/gpu/% tests/tsan/% tests/fuzz/%,$(call srcs_under,tests,c))
+GPU_TEST_SRCS := tests/gpu/test_gpu_ops.c
+GPU_E2E_SRCS := tests/gpu/test_gpu_mmdit.c
 # The GPU op test needs only tensors, the backends and the kernels: no jansson, which the GPU
 # machine lacks headers for.
-CORE_SRCS := engine/backend/backend_cpu.c engine/backend/backend_cuda.c engine/core/error.c engine/core/log.c engine/backend/ops.c \
-             engine/backend/tensor.c $(sort $(wildcard kernels/cpu/*.c))
+CORE_SRCS := engine/backend/backend_cpu.c engine/backend/backend_cuda.c engine/core/error.c \
+             engine/core/log.c engine/backend/ops.c engine/backend/tensor.c \
+             $(sort $(wildcard kernels/cpu/*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 OBJ = $(BUILD)/obj
@@ -96,12 +103,14 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
 # server/web/index.html into the build folder (never committed, never stale).
 WEB_INDEX_C := $(BUILD)/gen/server/web_index.c
 LIB_OBJS += $(OBJ)/gen/server/web_index.o
-LIB := $(BUILD)/libtttd.a
+# One archive per layer, in link order (a layer uses only the ones after it).
+layer_objs = $(filter $(OBJ)/$(1)/% $(OBJ)/gen/$(1)/%,$(LIB_OBJS))
+LIB := $(LAYERS:%=$(BUILD)/lib/libtttd_%.a)
 BIN := $(BUILD)/tttd
 UNIT_BIN := $(BUILD)/tests/unit
 GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit)
 
-.PHONY: all run test check unit contract test-model test-web load test-gpu bench dev-cuda deps fuzz fuzz-build asan ubsan tsan fixtures clean
+.PHONY: all run test check layers unit contract test-model test-web load test-gpu bench dev-cuda deps fuzz fuzz-build asan ubsan tsan fixtures clean
 
 all: $(BIN)
 
@@ -120,7 +129,8 @@ $(OBJ)/gen/server/web_index.o: $(WEB_INDEX_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(LIB): $(LIB_OBJS)
+.SECONDEXPANSION:
+$(BUILD)/lib/libtttd_%.a: $$(call layer_objs,$$*)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -152,12 +162,19 @@ test: deps
 # headless Chromium: test-web installs Debian's chromium and playwright-core (npm ci) the first
 # time, when they are missing (tests/web/run.sh), so that `make deps` stays what the build needs.
 check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
+	$(MAKE) layers
 	TTTD_BIN=$(BIN) $(UNIT_BIN) --jobs 2
 	$(MAKE) contract
 	$(PYTHON) -B tests/tiny/test_tiny.py
 	$(MAKE) test-model
 	TTTD_BIN=$(BIN) $(PYTHON) -B tests/deploy/test_deploy.py
 	$(MAKE) test-web
+
+# The floor plan: includes run down the layers and wings, no two files depend on each other in a
+# circle (from the includes and, through nm, from the built objects); the checker's own test first.
+layers: $(BIN)
+	$(PYTHON) -B tests/tools/test_check_layers.py
+	$(PYTHON) -B tools/check_layers.py --objs $(OBJ)
 
 # Only the unit tests (LIB_SRCS / UNIT_SRCS may be narrowed on the command line).
 unit: $(BIN) $(UNIT_BIN)
@@ -188,7 +205,6 @@ load: deps
 
 # On the GPU machine: every CUDA op against the CPU backend, then the whole MMDiT and the
 # denoising loop on CUDA against the reference's golden outputs (this one needs jansson).
-GPU_E2E_SRCS := $(sort $(wildcard tests/gpu/*.c))
 test-gpu: $(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit
 	$(BUILD)/tests/gpu_ops
 	$(BUILD)/tests/gpu_mmdit

@@ -95,8 +95,9 @@ def include_edges(root, files, errors):
     return edges
 
 
-def symbol_edges(objs):
-    """Source -> source edges from the object files' defined and undefined symbols."""
+def symbol_edges(objs, root):
+    """Source -> source edges from the object files' defined and undefined symbols. Objects whose
+    source is gone (a build folder older than a move) are skipped."""
     defs, uses = {}, {}
     for d, _, names in os.walk(objs):
         for n in names:
@@ -107,6 +108,8 @@ def symbol_edges(objs):
             src = rel[:-2]  # 'engine/io/config.o' -> 'engine/io/config', '.cu.o' -> '.cu'
             if src.split("/")[0] not in SOURCE_DIRS:
                 continue  # tests, generated files
+            if not os.path.exists(os.path.join(root, src if src.endswith(".cu") else src + ".c")):
+                continue
             mod = module_of(src)
             out = subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout
             for line in out.splitlines():
@@ -175,7 +178,7 @@ def main():
         if not os.path.isdir(args.objs):
             errors.append(f"{args.objs}: no such folder (build first)")
         else:
-            graphs.append(symbol_edges(args.objs))
+            graphs.append(symbol_edges(args.objs, args.root))
     for edges in graphs:
         for comp in circles(edges):
             ring = [(a, b) for a, b in sorted(edges) if a in comp and b in comp]
