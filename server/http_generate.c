@@ -14,7 +14,6 @@
 #include <jansson.h>
 
 #include "engine/core/log.h"
-#include "server/worker.h"
 
 #define SSE_BLOCK 16384
 
