@@ -9,6 +9,10 @@
  * queue it. A streamed request queues a callback response at once; its reader suspends the
  * connection whenever it has nothing to send and job events resume it.
  *
+ * The layer is four files that call each other one way (http_internal.h says which holds what):
+ * http.c the handler and routing, http_generate.c generation, jobs and streams, http_reply.c the
+ * answers and the suspended wait, http_guard.c the checks before routing.
+ *
  * Thread-safety: loop thread only (MHD runs there, in external-epoll mode).
  */
 #ifndef TTTD_SERVER_HTTP_H

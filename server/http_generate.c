@@ -14,7 +14,6 @@
 #include <jansson.h>
 
 #include "engine/core/log.h"
-#include "server/worker.h"
 
 #define SSE_BLOCK 16384
 
@@ -157,13 +156,6 @@ static void ev_image(void *waiter, srv_job *j, int index)
     j->units[index].image = NULL;
 }
 
-static void detach(srv_req *r)
-{
-    if (r->job)
-        r->job->waiter = NULL;
-    r->job = NULL;
-}
-
 static void answer_done(srv_req *r, srv_job *j, const api_metrics *m)
 {
     if (r->answer == API_ANSWER_IMAGE) {
@@ -221,7 +213,7 @@ static void ev_finished(void *waiter, srv_job *j)
         else
             sse_push(r, api_sse_error(j->error, j->error_msg));
         r->sse_done = 1;
-        detach(r);
+        srv_req_detach(r);
         if (r->reader_waiting)
             srv_req_resume(r);
         return;
@@ -232,7 +224,7 @@ static void ev_finished(void *waiter, srv_job *j)
         srv_req_error(r, j->error, "%s", j->error_msg);
     else
         srv_req_error(r, j->error, NULL);
-    detach(r);
+    srv_req_detach(r);
 }
 
 static const srv_sched_events events = {
@@ -248,22 +240,10 @@ const srv_sched_events *srv_http_sched_events(void)
     return &events;
 }
 
-void srv_http_req_gone(srv_req *r, srv_cancel reason)
-{
-    srv_job *j = r->job;
-    if (!j)
-        return;
-    /* Forget the job first: canceling it must not answer a request that is going away. */
-    detach(r);
-    r->gone = 1;
-    srv_sched_cancel(r->h->cfg.sched, j, reason);
-    if (r->sse)
-        r->sse_done = 1;
-}
-
 /* ---- streaming ---- */
 
-ssize_t srv_http_sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+/* The streamed answer's reader (MHD_create_response_from_callback). */
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     srv_req *r = cls;
     (void)pos;
@@ -315,8 +295,7 @@ static void start_stream(srv_req *r, srv_job *j, int position)
         free(ev);
     }
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, srv_http_sse_reader, r,
-                                          NULL);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_reader, r, NULL);
     if (resp) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
@@ -388,7 +367,8 @@ void srv_http_generate(srv_req *r)
         return;
     default:
         srv_req_error(r, API_ERR_QUEUE_FULL, "The queue holds %d of %d images; this request "
-                      "needs %d places.", s->queue.size, s->queue.capacity, g->n);
+                      "needs %d places.", srv_sched_queue_len(s), srv_sched_queue_capacity(s),
+                      g->n);
         return;
     }
 
@@ -398,17 +378,17 @@ void srv_http_generate(srv_req *r)
      * X-Request-Id says which). */
     uint64_t seed = g->seed;
     rc = g->has_seed ? 0 : srv_random_seed(&seed);
-    if (!rc && srv_jobs_find(&s->jobs, r->id, r->key)) {
+    if (!rc && srv_jobs_find(srv_sched_jobs(s), r->id, r->key)) {
         eng_log(ENG_LOG_WARN, r->id, "X-Request-Id already names a job: using a new id");
         do
             rc = srv_random_hex(r->id, 20);
-        while (!rc && srv_jobs_find(&s->jobs, r->id, r->key));
+        while (!rc && srv_jobs_find(srv_sched_jobs(s), r->id, r->key));
     }
     if (rc) {
         srv_req_error(r, API_ERR_INTERNAL, "no random number from the kernel: %s", strerror(-rc));
         return;
     }
-    srv_job *j = srv_jobs_create(&s->jobs, g->n, r->id);
+    srv_job *j = srv_jobs_create(srv_sched_jobs(s), g->n, r->id);
     if (!j) {
         srv_req_error(r, API_ERR_INTERNAL, "out of memory");
         return;
@@ -439,8 +419,8 @@ void srv_http_generate(srv_req *r)
     r->job = j;
     if (srv_sched_submit(s, j, timeout)) {
         /* can_accept said yes a moment ago on the same thread: only a bug gets here. */
-        detach(r);
-        srv_jobs_discard(&s->jobs, j);
+        srv_req_detach(r);
+        srv_jobs_discard(srv_sched_jobs(s), j);
         srv_req_error(r, API_ERR_INTERNAL, "the job could not be queued");
         return;
     }
@@ -482,7 +462,7 @@ void srv_http_job_get(srv_req *r)
 {
     srv_sched *s = r->h->cfg.sched;
     /* Another key's job answers as an unknown one: its id is not confirmed. */
-    srv_job *j = srv_jobs_find(&s->jobs, r->path_id, r->key);
+    srv_job *j = srv_jobs_find(srv_sched_jobs(s), r->path_id, r->key);
     if (!j) {
         srv_req_error(r, API_ERR_JOB_NOT_FOUND, NULL);
         return;
@@ -494,7 +474,7 @@ void srv_http_job_delete(srv_req *r)
 {
     srv_sched *s = r->h->cfg.sched;
     /* Another key's job answers as an unknown one: its id is not confirmed. */
-    srv_job *j = srv_jobs_find(&s->jobs, r->path_id, r->key);
+    srv_job *j = srv_jobs_find(srv_sched_jobs(s), r->path_id, r->key);
     if (!j) {
         srv_req_error(r, API_ERR_JOB_NOT_FOUND, NULL);
         return;
@@ -519,7 +499,7 @@ void srv_http_models(srv_req *r)
         srv_req_error(r, API_ERR_INTERNAL, "out of memory");
         return;
     }
-    int ready = r->h->cfg.sched->load_state == 1;
+    int ready = srv_sched_ready(r->h->cfg.sched);
     for (int i = 0; i < ms->n; i++) {
         const srv_model *m = &ms->v[i];
         api_limits lim;

@@ -367,14 +367,10 @@ void srv_guard_cors_headers(srv_req *r, struct MHD_Response *resp)
                             "X-Request-Id, Server-Timing, Retry-After");
 }
 
-void srv_guard_preflight_reply(srv_req *r, const char *methods)
+void srv_guard_preflight_headers(srv_req *r, struct MHD_Response *resp)
 {
-    struct MHD_Response *resp = srv_req_response(r, NULL, (void *)"", 0, MHD_RESPMEM_PERSISTENT);
-    if (resp) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods);
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                "Authorization, Content-Type, Accept, X-Request-Id");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
-    }
-    srv_req_send(r, 204, resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", r->allow);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Accept, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
 }

@@ -1,6 +1,17 @@
 /*
- * http_internal.h - what http.c (routing, replies, connection state) and http_generate.c (the
- * generation endpoints, jobs and streaming) share. Not for other modules.
+ * http_internal.h - what the HTTP files share: a request's state (srv_req), the srv_http object,
+ * and each file's functions. Not for other modules.
+ *
+ * The files use each other one way; each calls only those listed before it:
+ *
+ *   http_guard.c     what a request must be before it is routed (framing, Host, Origin), and
+ *                    the CORS headers;
+ *   http_reply.c     a request's answers and its wait: replies, suspend/resume, the disconnect
+ *                    watch, and canceling its job when the client goes;
+ *   http_generate.c  the generation endpoints, jobs, streams, and the scheduler's events;
+ *   http.c           MHD's handler and completion: routing, the small endpoints, srv_http.
+ *
+ * tools/check_layers.py fails the build on a circle between them.
  */
 #ifndef TTTD_SERVER_HTTP_INTERNAL_H
 #define TTTD_SERVER_HTTP_INTERNAL_H
@@ -16,6 +27,7 @@ typedef struct srv_req {
     srv_http *h;
     struct MHD_Connection *conn;
     srv_route route;
+    const char *allow;        /* the methods the route allows ("GET, HEAD"), set by http.c */
     char method[8];
     char url[64];             /* for messages; cut when longer */
     api_err reject;           /* set at the first call: 404, 405 or 401 to answer at the end */
@@ -69,22 +81,6 @@ struct srv_http {
 /* What r->cors says: no CORS header, the request's own Origin echoed, or "*". */
 enum srv_cors { SRV_CORS_NONE = 0, SRV_CORS_ORIGIN = 1, SRV_CORS_ANY = 2 };
 
-/* ---- http.c ---- */
-
-/* A response with the headers every answer carries (X-Request-Id, Server-Timing if set, ...).
- * body: freed by MHD when mode is MHD_RESPMEM_MUST_FREE. */
-struct MHD_Response *srv_req_response(srv_req *r, const char *ctype, void *body, size_t len,
-                                      enum MHD_ResponseMemoryMode mode);
-/* Queues resp now, or, when r is suspended, keeps it and resumes r. Takes resp. */
-void srv_req_send(srv_req *r, int status, struct MHD_Response *resp);
-/* A JSON answer (json malloc'ed, taken; NULL answers 500). */
-void srv_req_json(srv_req *r, int status, char *json);
-/* An error answer from the api/ table, with the header its row asks for. */
-void srv_req_error(srv_req *r, api_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Suspends r and watches its socket for a disconnect; resumes it (and kicks MHD). */
-void srv_req_suspend(srv_req *r);
-void srv_req_resume(srv_req *r);
-
 /* ---- http_guard.c (at the first call, in this order; each fills msg when it refuses) ---- */
 
 /* API_ERR_BAD_HEADER when Content-Length is doubled with other values or beside
@@ -99,22 +95,43 @@ api_err srv_guard_origin(srv_req *r, char *msg, size_t len);
 int srv_guard_is_preflight(srv_req *r);
 /* Adds Access-Control-Allow-Origin (and Vary, Expose-Headers) to resp when r->cors says so. */
 void srv_guard_cors_headers(srv_req *r, struct MHD_Response *resp);
-/* Answers an allowed preflight: 204 with the route's methods (methods) and headers. */
-void srv_guard_preflight_reply(srv_req *r, const char *methods);
+/* Adds what an allowed preflight's answer says: the route's methods (r->allow), the request
+ * headers a page may send, and how long the browser may keep that. */
+void srv_guard_preflight_headers(srv_req *r, struct MHD_Response *resp);
 
-/* ---- http_generate.c ---- */
+/* ---- http_reply.c ---- */
+
+/* A response with the headers every answer carries (X-Request-Id, Server-Timing if set, ...).
+ * body: freed by MHD when mode is MHD_RESPMEM_MUST_FREE. */
+struct MHD_Response *srv_req_response(srv_req *r, const char *ctype, void *body, size_t len,
+                                      enum MHD_ResponseMemoryMode mode);
+/* Queues resp now, or, when r is suspended, keeps it and resumes r. Takes resp. */
+void srv_req_send(srv_req *r, int status, struct MHD_Response *resp);
+/* A JSON answer (json malloc'ed, taken; NULL answers 500). */
+void srv_req_json(srv_req *r, int status, char *json);
+/* An error answer from the api/ table, with the header its row asks for. */
+void srv_req_error(srv_req *r, api_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Suspends r and watches its socket for a disconnect; resumes it (and kicks MHD). A disconnect
+ * seen by the watch cancels r's job (srv_req_gone) and resumes r, whose completion follows. */
+void srv_req_suspend(srv_req *r);
+void srv_req_resume(srv_req *r);
+/* Forgets r's job (the job no longer names r as its waiter). */
+void srv_req_detach(srv_req *r);
+/* The client went away (disconnect seen on the socket) or the request completed: cancel the
+ * job if it still runs, and forget it. */
+void srv_req_gone(srv_req *r, srv_cancel reason);
+/* MHD completed r: its job is canceled if it still runs, the watch stopped and an answer never
+ * queued dropped. Freeing r is the caller's (http.c). */
+void srv_req_release(srv_req *r);
+
+/* ---- http_generate.c (and http.h's srv_http_sched_events, srv_http_queue_moved) ---- */
 
 /* POST /v1/generate and /v1/images/generations, once the body is in. */
 void srv_http_generate(srv_req *r);
 void srv_http_job_get(srv_req *r);
 void srv_http_job_delete(srv_req *r);
 void srv_http_models(srv_req *r);
-/* The streamed answer's reader (MHD_create_response_from_callback). */
-ssize_t srv_http_sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
 /* Sends ": ping" on every open stream. */
 void srv_http_ping_streams(srv_http *h);
-/* The client went away (disconnect seen on the socket) or the request completed: cancel the
- * job if it still runs, and forget it. */
-void srv_http_req_gone(srv_req *r, srv_cancel reason);
 
 #endif

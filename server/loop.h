@@ -2,9 +2,9 @@
  * loop.h - libmicrohttpd driven by the libuv loop: MHD runs in external-epoll mode, its epoll fd
  * watched by a uv_poll_t and its timeout by a uv_timer_t; after every event MHD_run is called and
  * the timer re-armed from MHD_get_timeout. Also the listening socket, made here so that port 0
- * can report the port the kernel chose.
+ * can report the port the kernel chose, and the clock everything on the loop runs by (srv_now_ms).
  *
- * Thread-safety: loop thread only.
+ * Thread-safety: loop thread only, but for srv_now_ms.
  */
 #ifndef TTTD_SERVER_LOOP_H
 #define TTTD_SERVER_LOOP_H
@@ -34,6 +34,12 @@ int srv_mhd_loop_start(srv_mhd_loop *l, uv_loop_t *loop, struct MHD_Daemon *daem
 void srv_mhd_loop_kick(srv_mhd_loop *l);
 /* Stops watching and closes the handles (before MHD_stop_daemon). */
 void srv_mhd_loop_close(srv_mhd_loop *l);
+
+/*
+ * The loop's clock: monotonic milliseconds, for deadlines, latencies and the batching delay.
+ * Thread-safe (the workers time their batches with it too).
+ */
+double srv_now_ms(void);
 
 /*
  * A listening TCP socket on host:port (port 0: any free port), non-blocking, SO_REUSEADDR.

@@ -11,6 +11,7 @@
 #include "engine/core/error.h"
 #include "engine/core/log.h"
 #include "server/errmap.h"
+#include "server/loop.h"
 
 #define TICK_MS 100
 #define MAX_KEPT_JOBS 10000
@@ -146,12 +147,12 @@ static void on_async(uv_async_t *h)
         free(b);
     }
 
-    if (s->load_state == 0) {
+    if (s->load_state == SRV_LOAD_PENDING) {
         char msg[600] = "";
-        int st = srv_pool_load_state(s->pool, msg, sizeof msg);
-        if (st != 0) {
+        srv_load_state st = srv_pool_load_state(s->pool, msg, sizeof msg);
+        if (st != SRV_LOAD_PENDING) {
             s->load_state = st;
-            srv_metrics_set_ready(s->metrics, st == 1);
+            srv_metrics_set_ready(s->metrics, st == SRV_LOAD_READY);
             if (s->ev.load_state)
                 s->ev.load_state(s->ev_user, st, msg);
         }
@@ -170,7 +171,7 @@ static void dispatch(srv_sched *s)
 {
     double wait = -1;
     int moved = 0;
-    while (s->load_state == 1) {
+    while (s->load_state == SRV_LOAD_READY) {
         int w = srv_pool_idle_worker(s->pool);
         if (w < 0)
             break;
@@ -291,7 +292,7 @@ int srv_sched_can_accept(const srv_sched *s, int n)
 {
     if (s->draining)
         return -ESHUTDOWN;
-    if (s->load_state != 1)
+    if (s->load_state != SRV_LOAD_READY)
         return -EBUSY;
     if (srv_queue_space(&s->queue) < n)
         return -EAGAIN;
@@ -371,4 +372,44 @@ int srv_sched_position(const srv_sched *s, const srv_job *j)
             best = p + 1;
     }
     return best;
+}
+
+int srv_sched_queue_len(const srv_sched *s)
+{
+    return s->queue.size;
+}
+
+int srv_sched_queue_capacity(const srv_sched *s)
+{
+    return s->queue.capacity;
+}
+
+srv_load_state srv_sched_load_state(const srv_sched *s)
+{
+    return s->load_state;
+}
+
+int srv_sched_ready(const srv_sched *s)
+{
+    return s->load_state == SRV_LOAD_READY;
+}
+
+int srv_sched_draining(const srv_sched *s)
+{
+    return s->draining;
+}
+
+int srv_sched_unfinished(const srv_sched *s)
+{
+    return s->jobs.active;
+}
+
+int srv_sched_workers(const srv_sched *s)
+{
+    return srv_pool_size(s->pool);
+}
+
+srv_jobs *srv_sched_jobs(srv_sched *s)
+{
+    return &s->jobs;
 }

@@ -36,8 +36,9 @@ typedef struct srv_sched_events {
     void (*image)(void *waiter, srv_job *j, int index);
     /* The job has finished: DONE, or FAILED / CANCELED with j->error. Called once. */
     void (*finished)(void *waiter, srv_job *j);
-    /* The workers finished loading (state 1) or one failed (-1, msg says why). */
-    void (*load_state)(void *user, int state, const char *msg);
+    /* The workers finished loading (SRV_LOAD_READY) or one failed (SRV_LOAD_FAILED, msg says
+     * why). */
+    void (*load_state)(void *user, srv_load_state state, const char *msg);
     /* Units left the queue (a batch started, a job was canceled): queue positions moved. */
     void (*queue_moved)(void *user);
 } srv_sched_events;
@@ -59,8 +60,9 @@ typedef struct srv_sched {
     uv_timer_t batch_timer, tick;
     int handles_open;
 
-    int load_state; /* 0 loading, 1 ready, -1 failed */
-    int draining;   /* no new jobs; every group is due at once */
+    /* The fields are the scheduler's own: other modules ask through the functions below. */
+    srv_load_state load_state;
+    int draining; /* no new jobs; every group is due at once */
 } srv_sched;
 
 /*
@@ -99,5 +101,22 @@ void srv_sched_drain(srv_sched *s);
 int srv_sched_pending(const srv_sched *s);
 /* 1-based position of the job's first queued unit, or 0 when none is queued. */
 int srv_sched_position(const srv_sched *s, const srv_job *j);
+
+/* ---- what the HTTP layer and the daemon ask ---- */
+
+/* Images (units) waiting in the queue, and how many it holds at most (--max-queue). */
+int srv_sched_queue_len(const srv_sched *s);
+int srv_sched_queue_capacity(const srv_sched *s);
+/* Where the workers are with loading the models; srv_sched_ready: SRV_LOAD_READY. */
+srv_load_state srv_sched_load_state(const srv_sched *s);
+int srv_sched_ready(const srv_sched *s);
+/* Whether srv_sched_drain was called. */
+int srv_sched_draining(const srv_sched *s);
+/* Jobs not yet finished (queued or running). */
+int srv_sched_unfinished(const srv_sched *s);
+/* The number of workers. */
+int srv_sched_workers(const srv_sched *s);
+/* The job registry the scheduler owns (create, find, discard jobs through it). */
+srv_jobs *srv_sched_jobs(srv_sched *s);
 
 #endif

@@ -96,7 +96,7 @@ static void on_shutdown_tick(uv_timer_t *t)
             LOG_INFO("drained: every request answered");
             stop_now(s);
         } else if (now >= s->deadline_ms) {
-            int lost = s->sched.jobs.active;
+            int lost = srv_sched_unfinished(&s->sched);
             /* Work was dropped: say so in the exit status (SRV_EXIT_DRAIN_TIMEOUT), so that
              * systemd and Kubernetes see it, unless an earlier failure set one already. */
             if (lost > 0 && s->exit_code == 0)
@@ -145,11 +145,11 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
-static void on_load_state(void *user, int state, const char *msg)
+static void on_load_state(void *user, srv_load_state state, const char *msg)
 {
     server *s = user;
-    if (state == 1) {
-        LOG_INFO("ready: %d worker(s) loaded %d model(s)", srv_pool_size(s->sched.pool),
+    if (state == SRV_LOAD_READY) {
+        LOG_INFO("ready: %d worker(s) loaded %d model(s)", srv_sched_workers(&s->sched),
                  s->models.n);
         return;
     }

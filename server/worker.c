@@ -14,14 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/backend/backend.h"
 #include "engine/core/log.h"
 #include "server/image_encode.h"
 #include "server/jobs.h"
-
-enum { LOAD_PENDING = 0, LOAD_READY = 1, LOAD_FAILED = -1 };
+#include "server/loop.h"
 
 typedef struct worker {
     srv_pool *pool;
@@ -45,16 +43,9 @@ struct srv_pool {
     pthread_mutex_t mu; /* the completion list and the load states */
     srv_batch *done_head, *done_tail;
     srv_preview *pv_head, *pv_tail; /* previews posted, not yet taken (under mu) */
-    atomic_int *load; /* [n] LOAD_*: written by workers, read by the loop */
+    atomic_int *load; /* [n] srv_load_state: written by workers, read by the loop */
     char load_msg[512];
 };
-
-double srv_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void notify(srv_pool *p)
 {
@@ -62,11 +53,11 @@ static void notify(srv_pool *p)
         p->cfg.notify(p->cfg.notify_user);
 }
 
-static void set_load_state(srv_pool *p, int w, int state, const char *msg)
+static void set_load_state(srv_pool *p, int w, srv_load_state state, const char *msg)
 {
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->load[w], state);
-    if (state == LOAD_FAILED && !p->load_msg[0])
+    if (state == SRV_LOAD_FAILED && !p->load_msg[0])
         snprintf(p->load_msg, sizeof p->load_msg, "worker %d: %.480s", w, msg);
     pthread_mutex_unlock(&p->mu);
     notify(p);
@@ -302,12 +293,12 @@ static void *worker_main(void *arg)
     eng_backend *be = NULL;
 
     if (!pipes) {
-        set_load_state(p, w->index, LOAD_FAILED, "out of memory");
+        set_load_state(p, w->index, SRV_LOAD_FAILED, "out of memory");
         goto wait_stop;
     }
     be = cfg->cuda ? eng_backend_cuda_create(w->index, &err) : eng_backend_cpu_create(&err);
     if (!be) {
-        set_load_state(p, w->index, LOAD_FAILED, err.msg);
+        set_load_state(p, w->index, SRV_LOAD_FAILED, err.msg);
         goto wait_stop;
     }
     for (int m = 0; m < cfg->n_models; m++) {
@@ -316,13 +307,13 @@ static void *worker_main(void *arg)
             char msg[600];
             snprintf(msg, sizeof msg, "model %s (%s): %s", cfg->models[m].name,
                      cfg->models[m].dir, err.msg);
-            set_load_state(p, w->index, LOAD_FAILED, msg);
+            set_load_state(p, w->index, SRV_LOAD_FAILED, msg);
             goto wait_stop;
         }
         LOG_INFO("worker %d (%s): loaded model %s from %s in %.0f ms", w->index, be->name,
                  cfg->models[m].name, cfg->models[m].dir, srv_now_ms() - t0);
     }
-    set_load_state(p, w->index, LOAD_READY, NULL);
+    set_load_state(p, w->index, SRV_LOAD_READY, NULL);
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -433,19 +424,19 @@ void srv_pool_stop(srv_pool *p)
     free(p);
 }
 
-int srv_pool_load_state(srv_pool *p, char *msg, size_t len)
+srv_load_state srv_pool_load_state(srv_pool *p, char *msg, size_t len)
 {
-    int state = LOAD_READY;
+    srv_load_state state = SRV_LOAD_READY;
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->n; i++) {
-        if (atomic_load(&p->load[i]) == LOAD_FAILED) {
-            state = LOAD_FAILED;
+        if (atomic_load(&p->load[i]) == SRV_LOAD_FAILED) {
+            state = SRV_LOAD_FAILED;
             break;
         }
-        if (atomic_load(&p->load[i]) == LOAD_PENDING)
-            state = LOAD_PENDING;
+        if (atomic_load(&p->load[i]) == SRV_LOAD_PENDING)
+            state = SRV_LOAD_PENDING;
     }
-    if (state == LOAD_FAILED && msg && len)
+    if (state == SRV_LOAD_FAILED && msg && len)
         snprintf(msg, len, "%s", p->load_msg);
     pthread_mutex_unlock(&p->mu);
     return state;
@@ -459,7 +450,7 @@ int srv_pool_size(const srv_pool *p)
 int srv_pool_idle_worker(const srv_pool *p)
 {
     for (int i = 0; i < p->n; i++)
-        if (!p->workers[i].busy && atomic_load(&p->load[i]) == LOAD_READY)
+        if (!p->workers[i].busy && atomic_load(&p->load[i]) == SRV_LOAD_READY)
             return i;
     return -1;
 }

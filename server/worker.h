@@ -26,6 +26,13 @@
 
 #define SRV_MAX_BATCH 64
 
+/* Where the workers are with loading their models (srv_pool_load_state, srv_sched_load_state). */
+typedef enum srv_load_state {
+    SRV_LOAD_FAILED = -1, /* a worker could not load a model */
+    SRV_LOAD_PENDING = 0, /* still loading */
+    SRV_LOAD_READY = 1,   /* every worker has every model */
+} srv_load_state;
+
 typedef struct srv_batch {
     srv_unit *units[SRV_MAX_BATCH];
     int n;
@@ -94,8 +101,9 @@ int srv_pool_start(srv_pool **out, const srv_pool_config *cfg);
  */
 void srv_pool_stop(srv_pool *p);
 
-/* 1 when every worker has loaded every model, 0 while loading, -1 (with a message) on failure. */
-int srv_pool_load_state(srv_pool *p, char *msg, size_t len);
+/* READY when every worker has loaded every model, PENDING while loading, FAILED (with a message)
+ * when one could not. */
+srv_load_state srv_pool_load_state(srv_pool *p, char *msg, size_t len);
 int srv_pool_size(const srv_pool *p);
 /* A loaded worker with no batch, or -1. */
 int srv_pool_idle_worker(const srv_pool *p);
@@ -114,8 +122,5 @@ srv_batch *srv_pool_take_done(srv_pool *p);
  */
 srv_preview *srv_pool_take_previews(srv_pool *p);
 void srv_preview_free(srv_preview *pv);
-
-/* The monotonic clock in milliseconds, shared by the loop and the workers. */
-double srv_now_ms(void);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "cmd/cmd_serve.h"
 #include "engine/core/log.h"
+#include "server/loop.h"
 #include "server/metrics.h"
 #include "server/models.h"
 #include "server/sched.h"
@@ -345,10 +346,10 @@ static void on_poll(uv_timer_t *t)
     }
     switch (h->phase) {
     case PH_LOAD:
-        if (h->sched.load_state == 1) {
+        if (srv_sched_ready(&h->sched)) {
             check(1, "three CPU workers loaded the tiny model");
             next_phase(h);
-        } else if (h->sched.load_state < 0) {
+        } else if (srv_sched_load_state(&h->sched) == SRV_LOAD_FAILED) {
             check(0, "three CPU workers loaded the tiny model");
             h->phase = PH_CLOSE;
         }
