@@ -1,4 +1,4 @@
-/* cli.c - number formatting for the subcommands (see cli.h). */
+/* cli.c - number formatting and engine-error reporting for the subcommands (see cli.h). */
 #include "cmd/cli.h"
 
 #include <inttypes.h>
@@ -16,4 +16,11 @@ const char *cmd_fmt_count(uint64_t v, char *buf, size_t len)
     }
     buf[o] = '\0';
     return buf;
+}
+
+int cmd_engine_fail(FILE *errout, const char *cmd, const char *what, const eng_error *err)
+{
+    fprintf(errout, "tttd %s: %s%s%s\n", cmd, what ? what : "", what ? ": " : "",
+            err->msg[0] ? err->msg : eng_strerror(err->code));
+    return 1;
 }

@@ -10,6 +10,7 @@
  */
 #include "cmd/cmd_bench.h"
 #include "cmd/args.h"
+#include "cmd/cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -160,17 +161,15 @@ static int rnd_tensor_b(rnd_writer *rw, const char *name, int ndim, const int64_
         z ^= z >> 31;
         v[i] = (float)(((double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound);
     }
-    int rc;
-    if (rw->dtype == ENG_DTYPE_F32) {
-        rc = eng_st_writer_add(rw->w, name, ENG_DTYPE_F32, ndim, shape, v, rw->err);
-    } else {
+    int rc = 0;
+    if (rw->dtype != ENG_DTYPE_F32) {
         /* In place: the BF16 halves fill the front of the F32 buffer. */
         eng_tensor src = eng_tensor_view(v, rw->cpu, ENG_DTYPE_F32, 1, &n);
         eng_tensor dst = eng_tensor_view(v, rw->cpu, rw->dtype, 1, &n);
-        rc = eng_op_convert(&dst, &src, rw->err);
-        if (!rc)
-            rc = eng_st_writer_add(rw->w, name, rw->dtype, ndim, shape, v, rw->err);
+        ENG_TRY_DONE(eng_op_convert(&dst, &src, rw->err));
     }
+    ENG_TRY_DONE(eng_st_writer_add(rw->w, name, rw->dtype, ndim, shape, v, rw->err));
+done:
     free(v);
     return rc;
 }
@@ -187,9 +186,9 @@ static int rnd_linear(rnd_writer *rw, const char *pre, int64_t O, int64_t K)
 {
     char name[160];
     snprintf(name, sizeof name, "%s.weight", pre);
-    int rc = rnd_tensor_b(rw, name, 2, (const int64_t[]){O, K}, 1.0 / sqrt((double)K));
+    ENG_TRY(rnd_tensor_b(rw, name, 2, (const int64_t[]){O, K}, 1.0 / sqrt((double)K)));
     snprintf(name, sizeof name, "%s.bias", pre);
-    return rc ? rc : rnd_tensor(rw, name, 1, (const int64_t[]){O});
+    return rnd_tensor(rw, name, 1, (const int64_t[]){O});
 }
 
 /* Every tensor of one attention module, as diffusers names them (and the TTT ones). */
@@ -268,41 +267,36 @@ static int rnd_model_write(const char *dir, const bench_opts *o, eng_backend *cp
                      .err = err};
     ENG_TRY(eng_st_writer_init(&rw.w, err));
     int rc = 0;
-#define W(expr)                                                                                    \
-    do {                                                                                           \
-        if ((rc = (expr)))                                                                         \
-            goto done;                                                                             \
-    } while (0)
-    W(rnd_tensor(&rw, "pos_embed.pos_embed", 3,
-                 (const int64_t[]){1, (int64_t)sh->pos_max * sh->pos_max, C}));
-    W(rnd_tensor(&rw, "pos_embed.proj.weight", 4, (const int64_t[]){C, sh->channels, p, p}));
-    W(rnd_tensor(&rw, "pos_embed.proj.bias", 1, (const int64_t[]){C}));
-    W(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_1", C, 256));
-    W(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_2", C, C));
-    W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_1", C, sh->pooled_dim));
-    W(rnd_linear(&rw, "time_text_embed.text_embedder.linear_2", C, C));
-    W(rnd_linear(&rw, "context_embedder", C, sh->joint_dim));
+    ENG_TRY_DONE(rnd_tensor(&rw, "pos_embed.pos_embed", 3,
+                            (const int64_t[]){1, (int64_t)sh->pos_max * sh->pos_max, C}));
+    ENG_TRY_DONE(
+        rnd_tensor(&rw, "pos_embed.proj.weight", 4, (const int64_t[]){C, sh->channels, p, p}));
+    ENG_TRY_DONE(rnd_tensor(&rw, "pos_embed.proj.bias", 1, (const int64_t[]){C}));
+    ENG_TRY_DONE(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_1", C, 256));
+    ENG_TRY_DONE(rnd_linear(&rw, "time_text_embed.timestep_embedder.linear_2", C, C));
+    ENG_TRY_DONE(rnd_linear(&rw, "time_text_embed.text_embedder.linear_1", C, sh->pooled_dim));
+    ENG_TRY_DONE(rnd_linear(&rw, "time_text_embed.text_embedder.linear_2", C, C));
+    ENG_TRY_DONE(rnd_linear(&rw, "context_embedder", C, sh->joint_dim));
     for (int i = 0; i < sh->layers; i++) {
         char pre[96];
         int last = i == sh->layers - 1;
         snprintf(pre, sizeof pre, "transformer_blocks.%d.norm1.linear", i);
-        W(rnd_linear(&rw, pre, (cfg.dual_attention[i] ? 9 : 6) * C, C));
+        ENG_TRY_DONE(rnd_linear(&rw, pre, (cfg.dual_attention[i] ? 9 : 6) * C, C));
         snprintf(pre, sizeof pre, "transformer_blocks.%d.norm1_context.linear", i);
-        W(rnd_linear(&rw, pre, (last ? 2 : 6) * C, C));
-        W(rnd_attn(&rw, i, "attn", 1, !last, cfg.ttt_attn[i]));
+        ENG_TRY_DONE(rnd_linear(&rw, pre, (last ? 2 : 6) * C, C));
+        ENG_TRY_DONE(rnd_attn(&rw, i, "attn", 1, !last, cfg.ttt_attn[i]));
         if (cfg.dual_attention[i])
-            W(rnd_attn(&rw, i, "attn2", 0, 0, cfg.ttt_attn2[i]));
+            ENG_TRY_DONE(rnd_attn(&rw, i, "attn2", 0, 0, cfg.ttt_attn2[i]));
         const char *ffs[2] = {"ff", "ff_context"};
         for (int j = 0; j < (last ? 1 : 2); j++) {
             snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.net.0.proj", i, ffs[j]);
-            W(rnd_linear(&rw, pre, 4 * C, C));
+            ENG_TRY_DONE(rnd_linear(&rw, pre, 4 * C, C));
             snprintf(pre, sizeof pre, "transformer_blocks.%d.%s.net.2", i, ffs[j]);
-            W(rnd_linear(&rw, pre, C, 4 * C));
+            ENG_TRY_DONE(rnd_linear(&rw, pre, C, 4 * C));
         }
     }
-    W(rnd_linear(&rw, "norm_out.linear", 2 * C, C));
-    W(rnd_linear(&rw, "proj_out", p * p * sh->channels, C));
-#undef W
+    ENG_TRY_DONE(rnd_linear(&rw, "norm_out.linear", 2 * C, C));
+    ENG_TRY_DONE(rnd_linear(&rw, "proj_out", p * p * sh->channels, C));
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
     rc = eng_st_writer_write(rw.w, path, err);
 done:
@@ -324,9 +318,10 @@ static int rnd_model_load(eng_mmdit **m, const bench_opts *o, eng_backend *be, e
         return eng_error_set(err, ENG_EIO, "%s: cannot make a temporary folder: %s", dir,
                              strerror(errno));
     }
-    int rc = rnd_model_write(dir, o, cpu, err);
-    if (!rc)
-        rc = eng_mmdit_load(m, dir, be, o->dtype, err);
+    int rc = 0;
+    ENG_TRY_DONE(rnd_model_write(dir, o, cpu, err));
+    ENG_TRY_DONE(eng_mmdit_load(m, dir, be, o->dtype, err));
+done:
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
@@ -344,6 +339,28 @@ typedef struct bench_inputs {
     float *t, *g;
     int64_t B, C, H, W;
 } bench_inputs;
+
+/* t = normal values of the project RNG (stream seed), converted to t's dtype. */
+static int fill_normal(eng_tensor *t, uint64_t seed, eng_backend *be, eng_error *err)
+{
+    int64_t n = eng_tensor_numel(t);
+    eng_tensor h, fv;
+    ENG_TRY(eng_tensor_init(&h, be, ENG_DTYPE_F32, 1, &n, err));
+    int rc = 0;
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) {
+        rc = eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
+        goto done;
+    }
+    eng_rng_normal(seed, 0, v, n);
+    ENG_TRY_DONE(eng_tensor_upload(&h, v, err));
+    ENG_TRY_DONE(eng_tensor_reshape(t, 1, &n, &fv, err));
+    ENG_TRY_DONE(eng_op_convert(&fv, &h, err));
+done:
+    free(v);
+    eng_tensor_free(&h);
+    return rc;
+}
 
 static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_config *c,
                        const bench_opts *o, eng_dtype dt, eng_error *err)
@@ -363,25 +380,8 @@ static int inputs_make(bench_inputs *in, eng_backend *be, const eng_transformer_
     if (!in->t || !in->g)
         return eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
     eng_tensor *fill[3] = {&in->x, &in->ctx, &in->pooled};
-    for (int k = 0; k < 3; k++) {
-        int64_t n = eng_tensor_numel(fill[k]);
-        eng_tensor h;
-        ENG_TRY(eng_tensor_init(&h, be, ENG_DTYPE_F32, 1, &n, err));
-        float *v = malloc((size_t)n * sizeof *v);
-        int rc = v ? 0 : eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
-        if (!rc) {
-            eng_rng_normal((uint64_t)k, 0, v, n);
-            rc = eng_tensor_upload(&h, v, err);
-        }
-        eng_tensor fv;
-        if (!rc)
-            rc = eng_tensor_reshape(fill[k], 1, &n, &fv, err);
-        if (!rc)
-            rc = eng_op_convert(&fv, &h, err);
-        free(v);
-        eng_tensor_free(&h);
-        ENG_TRY(rc);
-    }
+    for (int k = 0; k < 3; k++)
+        ENG_TRY(fill_normal(fill[k], (uint64_t)k, be, err));
     for (int64_t b = 0; b < in->B; b++)
         in->t[b] = 500.0f, in->g[b] = (float)o->guidance;
     return 0;
@@ -456,7 +456,7 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
     eng_mmdit *m = NULL;
     bench_inputs in;
     double *ms = NULL;
-    int rc;
+    int rc = 0;
 
     memset(&in, 0, sizeof in);
     if (!be)
@@ -465,13 +465,11 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
         char tr[PATH_MAX + 16];
         struct stat sb;
         snprintf(tr, sizeof tr, "%s/transformer", o->model);
-        rc = eng_mmdit_load(&m, stat(tr, &sb) == 0 && S_ISDIR(sb.st_mode) ? tr : o->model, be,
-                            o->dtype, err);
+        ENG_TRY_DONE(eng_mmdit_load(&m, stat(tr, &sb) == 0 && S_ISDIR(sb.st_mode) ? tr : o->model,
+                                    be, o->dtype, err));
     } else {
-        rc = rnd_model_load(&m, o, be, err);
+        ENG_TRY_DONE(rnd_model_load(&m, o, be, err));
     }
-    if (rc)
-        goto done;
     const eng_transformer_config *c = eng_mmdit_config(m);
     int unit = 8 * c->patch_size;
     if (o->width % unit || o->height % unit) {
@@ -481,13 +479,12 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
                            o->width, o->height, unit);
         goto done;
     }
-    if ((rc = inputs_make(&in, be, c, o, eng_mmdit_dtype(m), err)))
-        goto done;
+    ENG_TRY_DONE(inputs_make(&in, be, c, o, eng_mmdit_dtype(m), err));
     /* SD3.5's scheduler: only the loop uses it. */
     const char *sch_json = "{\"shift\": 3.0}";
     eng_scheduler_config sch;
-    if ((rc = eng_config_parse_scheduler(sch_json, strlen(sch_json), "bench scheduler", &sch, err)))
-        goto done;
+    ENG_TRY_DONE(
+        eng_config_parse_scheduler(sch_json, strlen(sch_json), "bench scheduler", &sch, err));
     print_setup(out, o, c, &in, be);
     fflush(out);
 
@@ -497,11 +494,9 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
         rc = eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
         goto done;
     }
-    if ((rc = run_once(m, &in, o, &sch, &warm, err)))
-        goto done;
+    ENG_TRY_DONE(run_once(m, &in, o, &sch, &warm, err));
     for (int r = 0; r < o->repeat; r++)
-        if ((rc = run_once(m, &in, o, &sch, &ms[r], err)))
-            goto done;
+        ENG_TRY_DONE(run_once(m, &in, o, &sch, &ms[r], err));
     qsort(ms, (size_t)o->repeat, sizeof *ms, cmp_double);
     double med =
         o->repeat % 2 ? ms[o->repeat / 2] : 0.5 * (ms[o->repeat / 2 - 1] + ms[o->repeat / 2]);
@@ -540,9 +535,7 @@ int cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
     }
 
     eng_error err = {0};
-    if (bench_run(&o, out, &err) != 0) {
-        fprintf(errout, "tttd bench: %s\n", err.msg[0] ? err.msg : eng_strerror(err.code));
-        return 1;
-    }
+    if (bench_run(&o, out, &err) != 0)
+        return cmd_engine_fail(errout, "bench", NULL, &err);
     return 0;
 }

@@ -10,6 +10,7 @@
  */
 #include "cmd/cmd_generate.h"
 #include "cmd/args.h"
+#include "cmd/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -339,8 +340,7 @@ static int generate_run(gen_opts *o, FILE *out, FILE *errout)
     status = 0;
     goto done;
 fail:
-    fprintf(errout, "tttd generate: %s\n", err.msg[0] ? err.msg : eng_strerror(err.code));
-    status = 1;
+    status = cmd_engine_fail(errout, "generate", NULL, &err);
 done:
     free(rgb);
     free(items);

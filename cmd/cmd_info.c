@@ -689,8 +689,7 @@ int cmd_info(int argc, char **argv, FILE *out, FILE *errout)
         return 1;
     }
     if (gather(mi, dir, &err) != 0) {
-        fprintf(errout, "tttd info: %s\n", err.msg);
-        status = 1;
+        status = cmd_engine_fail(errout, "info", NULL, &err);
     } else if (as_json) {
         if (render_json(out, mi) != 0) {
             fprintf(errout, "tttd info: could not write the JSON report\n");

@@ -86,10 +86,8 @@ int cmd_linearize(int argc, char **argv, FILE *out, FILE *errout)
 
     eng_linearize_report rep;
     eng_error err = {0};
-    if (eng_linearize(a.in, a.out, &a.o, &rep, &err) != 0) {
-        fprintf(errout, "tttd linearize: %s\n", err.msg);
-        return 1;
-    }
+    if (eng_linearize(a.in, a.out, &a.o, &rep, &err) != 0)
+        return cmd_engine_fail(errout, "linearize", NULL, &err);
     summary(out, a.in, a.out, &a.o, &rep);
     fflush(out);
     return 0;

@@ -5,6 +5,7 @@
  */
 #include "cmd/cmd_tokenize.h"
 #include "cmd/args.h"
+#include "cmd/cli.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -91,10 +92,8 @@ static int add_row(json_t *obj, const char *key, const char *path, const char *p
 {
     eng_tokenizer *t = NULL;
     eng_error err = {0};
-    if (eng_tokenizer_load(&t, path, &err) != 0) {
-        fprintf(errout, "tttd tokenize: %s\n", err.msg);
-        return 1;
-    }
+    if (eng_tokenizer_load(&t, path, &err) != 0)
+        return cmd_engine_fail(errout, "tokenize", NULL, &err);
     int len = max_length > 0 ? max_length
                              : eng_tokenizer_kind_of(t) == ENG_TOKENIZER_BPE ? ENG_PROMPT_CLIP_LEN
                                                                : ENG_PROMPT_T5_LEN;
@@ -104,7 +103,7 @@ static int add_row(json_t *obj, const char *key, const char *path, const char *p
     if (!ids || !row) {
         fprintf(errout, "tttd tokenize: out of memory\n");
     } else if (eng_tokenizer_encode(t, prompt, ids, len, &n_real, &err) != 0) {
-        fprintf(errout, "tttd tokenize: %s: %s\n", path, err.msg);
+        status = cmd_engine_fail(errout, "tokenize", path, &err);
     } else {
         status = 0;
         for (int i = 0; i < (trim ? n_real : len) && status == 0; i++)

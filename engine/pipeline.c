@@ -57,7 +57,7 @@ int eng_pipeline_load(eng_pipeline **out, const char *model_dir, eng_backend *be
                       eng_error *err)
 {
     char path[4096];
-    int rc;
+    int rc = 0;
     if (!out)
         return eng_error_set(err, ENG_EINVAL, "pipeline: NULL output");
     *out = NULL;
@@ -69,59 +69,46 @@ int eng_pipeline_load(eng_pipeline **out, const char *model_dir, eng_backend *be
     p->be = be, p->dtype = dtype;
 
     snprintf(path, sizeof path, "%s/model_index.json", model_dir);
-    rc = eng_model_index_load(path, &p->idx, err);
-    if (rc)
-        goto fail;
+    ENG_TRY_DONE(eng_model_index_load(path, &p->idx, err));
     if (strncmp(p->idx.class_name, "StableDiffusion3", 16) != 0) {
         rc = eng_error_set(err, ENG_EUNSUPPORTED,
                            "%s: _class_name \"%s\" is not an SD3 pipeline "
                            "(StableDiffusion3Pipeline)",
                            path, p->idx.class_name);
-        goto fail;
+        goto done;
     }
 
-    rc = required(model_dir, &p->idx, "transformer", path, sizeof path, err);
-    if (!rc)
-        rc = name_folder(eng_mmdit_load(&p->mmdit, path, be, dtype, err), err, path);
-    if (rc)
-        goto fail;
+    ENG_TRY_DONE(required(model_dir, &p->idx, "transformer", path, sizeof path, err));
+    ENG_TRY_DONE(name_folder(eng_mmdit_load(&p->mmdit, path, be, dtype, err), err, path));
     const eng_transformer_config *tc = eng_mmdit_config(p->mmdit);
 
-    rc = eng_prompt_encoder_load(&p->prompt, model_dir, &p->idx, tc->joint_attention_dim,
-                                 tc->pooled_projection_dim, be, dtype, err);
-    if (rc)
-        goto fail;
+    ENG_TRY_DONE(eng_prompt_encoder_load(&p->prompt, model_dir, &p->idx, tc->joint_attention_dim,
+                                         tc->pooled_projection_dim, be, dtype, err));
     rc = eng_prompt_set_t5_len(p->prompt, p->idx.max_sequence_length, err);
     if (rc) {
         eng_error_prefix(err, "%s/model_index.json: _tttd_max_sequence_length", model_dir);
-        goto fail;
+        goto done;
     }
 
-    rc = required(model_dir, &p->idx, "vae", path, sizeof path, err);
-    if (!rc)
-        rc = name_folder(eng_vae_load(&p->vae, path, be, dtype, err), err, path);
-    if (rc)
-        goto fail;
+    ENG_TRY_DONE(required(model_dir, &p->idx, "vae", path, sizeof path, err));
+    ENG_TRY_DONE(name_folder(eng_vae_load(&p->vae, path, be, dtype, err), err, path));
     const eng_vae_config *vc = eng_vae_get_config(p->vae);
     if (vc->latent_channels != tc->in_channels || tc->in_channels != tc->out_channels) {
         rc = eng_error_set(err, ENG_EFORMAT,
                            "%s: latent_channels %d does not match the transformer's in_channels "
                            "%d / out_channels %d",
                            path, vc->latent_channels, tc->in_channels, tc->out_channels);
-        goto fail;
+        goto done;
     }
 
-    rc = required(model_dir, &p->idx, "scheduler", path, sizeof path, err);
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", model_dir);
-        rc = eng_config_load_scheduler(path, &p->sched, err);
-    }
+    ENG_TRY_DONE(required(model_dir, &p->idx, "scheduler", path, sizeof path, err));
+    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", model_dir);
+    ENG_TRY_DONE(eng_config_load_scheduler(path, &p->sched, err));
+done:
     if (rc)
-        goto fail;
-    *out = p;
-    return 0;
-fail:
-    eng_pipeline_free(p);
+        eng_pipeline_free(p);
+    else
+        *out = p;
     return rc;
 }
 
@@ -298,9 +285,7 @@ static int gather_rows(eng_tensor *dst, const eng_tensor *src, const int *rows, 
                                        src->dtype, 1, &row);
         eng_tensor d = eng_tensor_view((char *)dst->data + bytes * (size_t)b, dst->backend,
                                        dst->dtype, 1, &row);
-        int rc = eng_op_convert(&d, &s, err);
-        if (rc)
-            return rc;
+        ENG_TRY(eng_op_convert(&d, &s, err));
     }
     return 0;
 }
@@ -339,9 +324,7 @@ static int encode_request(eng_pipeline *p, const eng_gen_request *req, text_embe
         neg[b] = it->guidance > 1.0f ? intern(uniq, &u, np) : -1;
         any_neg |= neg[b] >= 0;
     }
-    rc = eng_prompt_encode(p->prompt, uniq, u, &enc_ctx, &enc_pooled, err);
-    if (rc)
-        goto done;
+    ENG_TRY_DONE(eng_prompt_encode(p->prompt, uniq, u, &enc_ctx, &enc_pooled, err));
     int identity = !any_neg && u == n;
     for (int b = 0; b < n && identity; b++)
         identity = pos[b] == b;
@@ -352,13 +335,11 @@ static int encode_request(eng_pipeline *p, const eng_gen_request *req, text_embe
     }
     int64_t nt = enc_ctx.shape[1], d = enc_ctx.shape[2], pd = enc_pooled.shape[1];
     eng_tensor *outs[4] = {&te->ctx, &te->pooled, &te->neg_ctx, &te->neg_pooled};
-    for (int k = 0; k < (any_neg ? 4 : 2) && !rc; k++) {
-        if (k % 2 == 0)
-            rc = eng_tensor_init(outs[k], p->be, p->dtype, 3, (const int64_t[]){n, nt, d}, err);
-        else
-            rc = eng_tensor_init(outs[k], p->be, p->dtype, 2, (const int64_t[]){n, pd}, err);
-        if (!rc)
-            rc = gather_rows(outs[k], k % 2 ? &enc_pooled : &enc_ctx, k < 2 ? pos : neg, n, err);
+    for (int k = 0; k < (any_neg ? 4 : 2); k++) {
+        const int64_t shape[3] = {n, k % 2 ? pd : nt, d}; /* ctx [n, nt, d], pooled [n, pd] */
+        ENG_TRY_DONE(eng_tensor_init(outs[k], p->be, p->dtype, k % 2 ? 2 : 3, shape, err));
+        ENG_TRY_DONE(
+            gather_rows(outs[k], k % 2 ? &enc_pooled : &enc_ctx, k < 2 ? pos : neg, n, err));
     }
 done:
     eng_tensor_free(&enc_ctx);
@@ -399,14 +380,13 @@ int eng_pipeline_generate_ex(eng_pipeline *p, const eng_gen_request *req,
 {
     if (timings)
         memset(timings, 0, sizeof *timings);
-    int rc = validate(p, req, err);
-    if (rc)
-        return rc;
+    ENG_TRY(validate(p, req, err));
     if (!out || (!out->rgb && !out->image && !out->latents))
         return eng_error_set(err, ENG_EINVAL, "generate: no output buffer");
     const int64_t n = req->n, C = eng_pipeline_latent_channels(p);
     const int64_t f = eng_vae_scale_factor(p->vae);
     const int64_t h = req->height / f, w = req->width / f;
+    int rc = 0;
     float *guidance = malloc(sizeof(float) * (size_t)n);
     float *host = malloc(sizeof(float) * (size_t)(n * C * h * w));
     eng_tensor lat = {0};
@@ -418,20 +398,14 @@ int eng_pipeline_generate_ex(eng_pipeline *p, const eng_gen_request *req,
     }
     for (int b = 0; b < req->n; b++)
         guidance[b] = req->items[b].guidance;
-    rc = initial_latents(req, C, h, w, host, err);
-    if (!rc)
-        rc = eng_tensor_init(&lat, p->be, ENG_DTYPE_F32, 4, (const int64_t[]){n, C, h, w}, err);
-    if (!rc)
-        rc = eng_tensor_upload(&lat, host, err);
-    if (rc)
-        goto done;
+    ENG_TRY_DONE(initial_latents(req, C, h, w, host, err));
+    ENG_TRY_DONE(
+        eng_tensor_init(&lat, p->be, ENG_DTYPE_F32, 4, (const int64_t[]){n, C, h, w}, err));
+    ENG_TRY_DONE(eng_tensor_upload(&lat, host, err));
 
     t0 = now_ms();
-    rc = encode_request(p, req, &te, err);
-    if (!rc)
-        rc = phase_end(p->be, &t1, err);
-    if (rc)
-        goto done;
+    ENG_TRY_DONE(encode_request(p, req, &te, err));
+    ENG_TRY_DONE(phase_end(p->be, &t1, err));
 
     /* host held the initial latents, uploaded by now: previews reuse it. */
     eng_error perr = {0};
@@ -455,17 +429,15 @@ int eng_pipeline_generate_ex(eng_pipeline *p, const eng_gen_request *req,
             *err = perr;
     }
     text_embeds_free(&te); /* the VAE may want the memory */
-    if (!rc)
-        rc = phase_end(p->be, &t2, err);
     if (rc)
         goto done;
+    ENG_TRY_DONE(phase_end(p->be, &t2, err));
 
     if (out->latents)
-        rc = eng_tensor_download(&lat, out->latents, err);
-    if (!rc && (out->rgb || out->image))
-        rc = eng_vae_decode(p->vae, &lat, out->image, out->rgb, err);
-    if (!rc)
-        rc = phase_end(p->be, &t3, err);
+        ENG_TRY_DONE(eng_tensor_download(&lat, out->latents, err));
+    if (out->rgb || out->image)
+        ENG_TRY_DONE(eng_vae_decode(p->vae, &lat, out->image, out->rgb, err));
+    ENG_TRY_DONE(phase_end(p->be, &t3, err));
 done:
     if (timings) {
         timings->text_encode_ms = t1 - t0;

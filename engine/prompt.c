@@ -76,9 +76,7 @@ static int load_clip(eng_prompt_encoder *e, eng_clip **m, eng_tokenizer **tok, c
     char path[4096];
     if (!component_present(dir, idx, enc_name, path, sizeof path))
         return 0;
-    int rc = name_folder(eng_clip_load(m, path, e->be, e->dtype, err), err, path);
-    if (rc)
-        return rc;
+    ENG_TRY(name_folder(eng_clip_load(m, path, e->be, e->dtype, err), err, path));
     const eng_clip_text_config *c = eng_clip_get_config(*m);
     if (c->max_position_embeddings < e->clip_len)
         return eng_error_set(err, ENG_EFORMAT,
@@ -155,7 +153,7 @@ int eng_prompt_encoder_load(eng_prompt_encoder **out, const char *model_dir,
                             eng_backend *be, eng_dtype dtype, eng_error *err)
 {
     char path[4096];
-    int rc;
+    int rc = 0;
     if (!out)
         return eng_error_set(err, ENG_EINVAL, "prompt encoder: NULL output");
     *out = NULL;
@@ -170,44 +168,35 @@ int eng_prompt_encoder_load(eng_prompt_encoder **out, const char *model_dir,
 
     /* tokenizer/ fixes the CLIP length for both CLIPs (and for T5's zeros), as in diffusers,
      * so it is read whenever present, even without its encoder. */
-    if (component_present(model_dir, idx, "tokenizer", path, sizeof path)) {
-        rc = name_folder(eng_tokenizer_load(&e->tok_l, path, err), err, path);
-        if (rc)
-            goto fail;
-    }
+    if (component_present(model_dir, idx, "tokenizer", path, sizeof path))
+        ENG_TRY_DONE(name_folder(eng_tokenizer_load(&e->tok_l, path, err), err, path));
     e->clip_len = pick_clip_len(e, model_dir, err);
     if (e->clip_len < 0) {
         rc = e->clip_len;
-        goto fail;
+        goto done;
     }
-    rc = load_clip(e, &e->clip_l, &e->tok_l, model_dir, idx, "text_encoder", "tokenizer", err);
-    if (!rc)
-        rc = load_clip(e, &e->clip_g, &e->tok_g, model_dir, idx, "text_encoder_2", "tokenizer_2",
-                       err);
-    if (rc)
-        goto fail;
-    rc = pick_widths(e, model_dir, err);
-    if (rc)
-        goto fail;
+    ENG_TRY_DONE(
+        load_clip(e, &e->clip_l, &e->tok_l, model_dir, idx, "text_encoder", "tokenizer", err));
+    ENG_TRY_DONE(
+        load_clip(e, &e->clip_g, &e->tok_g, model_dir, idx, "text_encoder_2", "tokenizer_2", err));
+    ENG_TRY_DONE(pick_widths(e, model_dir, err));
 
     if (component_present(model_dir, idx, "text_encoder_3", path, sizeof path)) {
-        rc = name_folder(eng_t5_load(&e->t5, path, be, dtype, err), err, path);
-        if (rc)
-            goto fail;
+        ENG_TRY_DONE(name_folder(eng_t5_load(&e->t5, path, be, dtype, err), err, path));
         if (eng_t5_get_config(e->t5)->d_model != joint_dim) {
             rc = eng_error_set(err, ENG_EFORMAT,
                                "%s: d_model %d != the transformer's joint_attention_dim %d", path,
                                eng_t5_get_config(e->t5)->d_model, joint_dim);
-            goto fail;
+            goto done;
         }
-        rc = load_tokenizer(&e->tok_t5, model_dir, idx, "tokenizer_3", "text_encoder_3", err);
-        if (rc)
-            goto fail;
+        ENG_TRY_DONE(
+            load_tokenizer(&e->tok_t5, model_dir, idx, "tokenizer_3", "text_encoder_3", err));
     }
-    *out = e;
-    return 0;
-fail:
-    eng_prompt_encoder_free(e);
+done:
+    if (rc)
+        eng_prompt_encoder_free(e);
+    else
+        *out = e;
     return rc;
 }
 
@@ -251,15 +240,13 @@ int eng_prompt_set_t5_len(eng_prompt_encoder *e, int t5_len, eng_error *err)
 static int zeros_init(eng_tensor *t, eng_backend *be, eng_dtype dt, int ndim, const int64_t *shape,
                       eng_error *err)
 {
-    int rc = eng_tensor_init(t, be, dt, ndim, shape, err);
-    if (rc)
-        return rc;
+    ENG_TRY(eng_tensor_init(t, be, dt, ndim, shape, err));
     void *z = calloc(1, eng_tensor_nbytes(t) ? eng_tensor_nbytes(t) : 1);
     if (!z) {
         eng_tensor_free(t);
         return eng_error_set(err, ENG_ENOMEM, "prompt encoder: out of memory");
     }
-    rc = eng_tensor_upload(t, z, err);
+    int rc = eng_tensor_upload(t, z, err);
     free(z);
     if (rc)
         eng_tensor_free(t);
@@ -301,23 +288,18 @@ static int join_channels(eng_tensor *out, int64_t R, int64_t W, const chan_part 
     eng_tensor acc = {0}, next = {0}, zero = {0};
     int rc = 0;
     if (k == 1 && !p[0].t) { /* all zeros */
-        eng_tensor tmp = {0};
-        rc = zeros_init(&tmp, be, dt, 2, (const int64_t[]){R, W}, err);
-        if (!rc)
-            rc = eng_op_convert(out, &tmp, err);
-        eng_tensor_free(&tmp);
-        return rc;
+        ENG_TRY_DONE(zeros_init(&zero, be, dt, 2, (const int64_t[]){R, W}, err));
+        ENG_TRY_DONE(eng_op_convert(out, &zero, err));
+        goto done; /* nothing to join */
     }
     /* acc holds the parts joined so far, as [R, width, 1]; a borrowed view of the first. */
     int64_t width = 0;
-    for (int i = 0; i < k && !rc; i++) {
+    for (int i = 0; i < k; i++) {
         eng_tensor part;
         if (p[i].t) {
             part = eng_tensor_view(p[i].t->data, be, dt, 3, (const int64_t[]){R, p[i].w, 1});
         } else {
-            rc = zeros_init(&zero, be, dt, 3, (const int64_t[]){R, p[i].w, 1}, err);
-            if (rc)
-                break;
+            ENG_TRY_DONE(zeros_init(&zero, be, dt, 3, (const int64_t[]){R, p[i].w, 1}, err));
             part = zero;
             part.owned = 0;
         }
@@ -332,10 +314,9 @@ static int join_channels(eng_tensor *out, int64_t R, int64_t W, const chan_part 
             if (last_fits)
                 next = view_out;
             else
-                rc = eng_tensor_init(&next, be, dt, 3, (const int64_t[]){R, width + p[i].w, 1},
-                                     err);
-            if (!rc)
-                rc = eng_op_concat_tokens(&next, &acc, &part, err);
+                ENG_TRY_DONE(eng_tensor_init(&next, be, dt, 3,
+                                             (const int64_t[]){R, width + p[i].w, 1}, err));
+            ENG_TRY_DONE(eng_op_concat_tokens(&next, &acc, &part, err));
             eng_tensor_free(&acc);
             acc = next;
             next = (eng_tensor){0};
@@ -343,10 +324,12 @@ static int join_channels(eng_tensor *out, int64_t R, int64_t W, const chan_part 
         width += p[i].w;
         eng_tensor_free(&zero);
     }
-    if (!rc && acc.data != out->data) { /* a single part as wide as out */
+    if (acc.data != out->data) { /* a single part as wide as out */
         eng_tensor o = eng_tensor_view(out->data, be, dt, 3, (const int64_t[]){R, W, 1});
-        rc = eng_op_convert(&o, &acc, err);
+        ENG_TRY_DONE(eng_op_convert(&o, &acc, err));
     }
+done:
+    eng_tensor_free(&next);
     eng_tensor_free(&acc);
     eng_tensor_free(&zero);
     return rc;
@@ -372,15 +355,11 @@ static int run_clip(eng_prompt_encoder *e, eng_clip *m, const eng_tokenizer *tok
 {
     const eng_clip_text_config *c = eng_clip_get_config(m);
     int L = e->clip_len;
-    int rc = tokenize_all(tok, prompts, n, L, ids, err);
-    if (!rc)
-        rc = eng_tensor_init(hidden, e->be, e->dtype, 3,
-                             (const int64_t[]){n, L, c->hidden_size}, err);
-    if (!rc)
-        rc = eng_tensor_init(pooled, e->be, e->dtype, 2,
-                             (const int64_t[]){n, c->projection_dim}, err);
-    if (rc)
-        return rc;
+    ENG_TRY(tokenize_all(tok, prompts, n, L, ids, err));
+    ENG_TRY(
+        eng_tensor_init(hidden, e->be, e->dtype, 3, (const int64_t[]){n, L, c->hidden_size}, err));
+    ENG_TRY(
+        eng_tensor_init(pooled, e->be, e->dtype, 2, (const int64_t[]){n, c->projection_dim}, err));
     eng_tensor t_ids = eng_tensor_view(ids, NULL, ENG_DTYPE_I32, 2, (const int64_t[]){n, L});
     /* hidden_states[-2]: diffusers' clip_skip None. */
     return eng_clip_encode(m, &t_ids, 2, hidden, pooled, err);
@@ -410,52 +389,49 @@ int eng_prompt_encode(eng_prompt_encoder *e, const char *const *prompts, int n, 
         return eng_error_set(err, ENG_ENOMEM, "encode prompts: out of memory");
 
     if (e->clip_l)
-        rc = run_clip(e, e->clip_l, e->tok_l, prompts, n, ids, &hl, &pl, err);
-    if (!rc && e->clip_g)
-        rc = run_clip(e, e->clip_g, e->tok_g, prompts, n, ids, &hg, &pg, err);
+        ENG_TRY_DONE(run_clip(e, e->clip_l, e->tok_l, prompts, n, ids, &hl, &pl, err));
+    if (e->clip_g)
+        ENG_TRY_DONE(run_clip(e, e->clip_g, e->tok_g, prompts, n, ids, &hg, &pg, err));
 
     /* clip = pad(cat([clip_l, clip_g], -1), D) [n, L, D]; pooled = cat([pooled_l, pooled_g]). */
-    if (!rc)
-        rc = eng_tensor_init(&clip, e->be, e->dtype, 3, (const int64_t[]){n, L, D}, err);
-    if (!rc) {
+    ENG_TRY_DONE(eng_tensor_init(&clip, e->be, e->dtype, 3, (const int64_t[]){n, L, D}, err));
+    {
         chan_part parts[2] = {{e->clip_l ? &hl : NULL, e->hidden_l},
                               {e->clip_g ? &hg : NULL, e->hidden_g}};
-        rc = join_channels(&clip, (int64_t)n * L, D, parts, 2, e->be, e->dtype, err);
+        ENG_TRY_DONE(join_channels(&clip, (int64_t)n * L, D, parts, 2, e->be, e->dtype, err));
     }
-    if (!rc)
-        rc = eng_tensor_init(pooled, e->be, e->dtype, 2, (const int64_t[]){n, P}, err);
-    if (!rc) {
+    ENG_TRY_DONE(eng_tensor_init(pooled, e->be, e->dtype, 2, (const int64_t[]){n, P}, err));
+    {
         chan_part parts[2] = {{e->clip_l ? &pl : NULL, e->proj_l},
                               {e->clip_g ? &pg : NULL, e->proj_g}};
-        rc = join_channels(pooled, n, P, parts, 2, e->be, e->dtype, err);
+        ENG_TRY_DONE(join_channels(pooled, n, P, parts, 2, e->be, e->dtype, err));
     }
-    eng_tensor_free(&hl);
+    eng_tensor_free(&hl); /* T5 may want the memory */
     eng_tensor_free(&hg);
     eng_tensor_free(&pl);
     eng_tensor_free(&pg);
 
     /* T5's last_hidden_state [n, T, D], or diffusers' zeros of the same shape without it. */
-    if (!rc && e->t5) {
-        rc = tokenize_all(e->tok_t5, prompts, n, T, ids, err);
-        if (!rc)
-            rc = eng_tensor_init(&t5, e->be, e->dtype, 3, (const int64_t[]){n, T, D}, err);
-        if (!rc) {
-            eng_tensor t_ids =
-                eng_tensor_view(ids, NULL, ENG_DTYPE_I32, 2, (const int64_t[]){n, T});
-            rc = eng_t5_encode(e->t5, &t_ids, &t5, err);
-        }
-    } else if (!rc && T > 0) {
-        rc = zeros_init(&t5, e->be, e->dtype, 3, (const int64_t[]){n, T, D}, err);
+    if (e->t5) {
+        ENG_TRY_DONE(tokenize_all(e->tok_t5, prompts, n, T, ids, err));
+        ENG_TRY_DONE(eng_tensor_init(&t5, e->be, e->dtype, 3, (const int64_t[]){n, T, D}, err));
+        eng_tensor t_ids = eng_tensor_view(ids, NULL, ENG_DTYPE_I32, 2, (const int64_t[]){n, T});
+        ENG_TRY_DONE(eng_t5_encode(e->t5, &t_ids, &t5, err));
+    } else if (T > 0) {
+        ENG_TRY_DONE(zeros_init(&t5, e->be, e->dtype, 3, (const int64_t[]){n, T, D}, err));
     }
-    if (!rc && T == 0) {
+    if (T == 0) {
         *ctx = clip; /* no T5 rows: the context is the CLIP part alone */
         clip = (eng_tensor){0};
     } else {
-        if (!rc)
-            rc = eng_tensor_init(ctx, e->be, e->dtype, 3, (const int64_t[]){n, L + T, D}, err);
-        if (!rc)
-            rc = eng_op_concat_tokens(ctx, &clip, &t5, err);
+        ENG_TRY_DONE(eng_tensor_init(ctx, e->be, e->dtype, 3, (const int64_t[]){n, L + T, D}, err));
+        ENG_TRY_DONE(eng_op_concat_tokens(ctx, &clip, &t5, err));
     }
+done:
+    eng_tensor_free(&hl);
+    eng_tensor_free(&hg);
+    eng_tensor_free(&pl);
+    eng_tensor_free(&pg);
     eng_tensor_free(&clip);
     eng_tensor_free(&t5);
     free(ids);
@@ -472,12 +448,11 @@ int eng_prompt_tokenize(const eng_prompt_encoder *e, const char *prompt, int32_t
 {
     if (!e || !prompt)
         return eng_error_set(err, ENG_EINVAL, "tokenize: NULL argument");
-    int rc = 0;
     if (ids_l && e->tok_l)
-        rc = eng_tokenizer_encode(e->tok_l, prompt, ids_l, e->clip_len, NULL, err);
-    if (!rc && ids_g && e->tok_g)
-        rc = eng_tokenizer_encode(e->tok_g, prompt, ids_g, e->clip_len, NULL, err);
-    if (!rc && ids_t5 && e->tok_t5)
-        rc = eng_tokenizer_encode(e->tok_t5, prompt, ids_t5, e->t5_len, NULL, err);
-    return rc;
+        ENG_TRY(eng_tokenizer_encode(e->tok_l, prompt, ids_l, e->clip_len, NULL, err));
+    if (ids_g && e->tok_g)
+        ENG_TRY(eng_tokenizer_encode(e->tok_g, prompt, ids_g, e->clip_len, NULL, err));
+    if (ids_t5 && e->tok_t5)
+        ENG_TRY(eng_tokenizer_encode(e->tok_t5, prompt, ids_t5, e->t5_len, NULL, err));
+    return 0;
 }

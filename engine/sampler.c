@@ -489,7 +489,8 @@ int eng_latents_load(const char *path, eng_backend *be, const int64_t expect[4],
             goto done;
         }
     ENG_TRY_DONE(eng_tensor_init(out, be, ENG_DTYPE_F32, 4, t->shape, err));
-    if ((rc = eng_tensor_upload(out, host, err)))
+    rc = eng_tensor_upload(out, host, err);
+    if (rc)
         eng_tensor_free(out);
 done:
     free(host);

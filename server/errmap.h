@@ -4,7 +4,9 @@
  *
  * This is the one place where the server turns an engine code into a reply; elsewhere it carries
  * the code as it came (srv_unit.status, srv_batch.status) with its message, and only tells
- * ENG_ECANCELED (which the workers set themselves for dropped units) from a failure.
+ * ENG_ECANCELED (which the workers set themselves for dropped units) from a failure. The
+ * other way, a failure of the server's own code after the engine (image encoding, which returns
+ * -errno) joins those engine codes here too, so that a unit's status is always one.
  */
 #ifndef TTTD_SERVER_ERRMAP_H
 #define TTTD_SERVER_ERRMAP_H
@@ -13,5 +15,8 @@
 
 /* API_OK for 0, API_ERR_CANCELED for ENG_ECANCELED, API_ERR_ENGINE for any other code. */
 api_err srv_errmap_engine(int eng_code);
+
+/* The engine code a -errno failure is carried as: 0 for 0, ENG_ENOMEM for -ENOMEM, else ENG_EIO. */
+int srv_errmap_errno(int neg_errno);
 
 #endif

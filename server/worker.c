@@ -17,6 +17,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/core/log.h"
+#include "server/errmap.h"
 #include "server/image_encode.h"
 #include "server/jobs.h"
 #include "server/loop.h"
@@ -261,7 +262,7 @@ static void run_batch(worker *w, eng_pipeline *pipe, srv_batch *b)
                                  quality, &u->image, &u->image_len, msg, sizeof msg);
         u->encode_ms = srv_now_ms() - t0;
         if (e) {
-            u->status = e == -ENOMEM ? ENG_ENOMEM : ENG_EIO;
+            u->status = srv_errmap_errno(e);
             snprintf(b->errmsg, sizeof b->errmsg, "image encoding: %.400s", msg);
             srv_metrics_worker_error(p->cfg.metrics);
             continue;

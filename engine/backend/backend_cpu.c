@@ -108,9 +108,7 @@ static int cpu_linear(eng_backend *be, eng_tensor *y, const eng_tensor *x, const
                       const eng_tensor *b, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("linear", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("linear", y, err));
     k_cpu_linear(F(y), CF(x), CF(w), OPT(b), rows_of(x), last_of(x), w->shape[0]);
     return 0;
 }
@@ -119,9 +117,7 @@ static int cpu_layer_norm(eng_backend *be, eng_tensor *y, const eng_tensor *x, c
                           const eng_tensor *b, float eps, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("layer_norm", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("layer_norm", y, err));
     k_cpu_layer_norm(F(y), CF(x), OPT(w), OPT(b), rows_of(x), last_of(x), eps);
     return 0;
 }
@@ -130,9 +126,7 @@ static int cpu_rms_norm(eng_backend *be, eng_tensor *y, const eng_tensor *x, con
                         float eps, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("rms_norm", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("rms_norm", y, err));
     k_cpu_rms_norm(F(y), CF(x), OPT(w), rows_of(x), last_of(x), eps);
     return 0;
 }
@@ -141,9 +135,7 @@ static int cpu_group_norm(eng_backend *be, eng_tensor *y, const eng_tensor *x, c
                           const eng_tensor *b, int groups, float eps, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("group_norm", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("group_norm", y, err));
     int64_t B = x->shape[0], C = x->shape[1];
     int64_t S = (B && C) ? eng_tensor_numel(x) / (B * C) : 0;
     k_cpu_group_norm(F(y), CF(x), OPT(w), OPT(b), B, C, S, groups, eps);
@@ -154,9 +146,7 @@ static int cpu_act(eng_backend *be, eng_tensor *y, const eng_tensor *x, eng_act 
                    eng_error *err)
 {
     (void)be;
-    int rc = need_f32("act", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("act", y, err));
     int64_t n = eng_tensor_numel(x);
     switch (kind) {
     case ENG_ACT_SILU: k_cpu_silu(F(y), CF(x), n); break;
@@ -170,9 +160,7 @@ static int cpu_act(eng_backend *be, eng_tensor *y, const eng_tensor *x, eng_act 
 static int cpu_softmax(eng_backend *be, eng_tensor *y, const eng_tensor *x, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("softmax", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("softmax", y, err));
     k_cpu_softmax(F(y), CF(x), rows_of(x), last_of(x));
     return 0;
 }
@@ -181,9 +169,7 @@ static int cpu_binary(eng_backend *be, eng_tensor *y, const eng_tensor *a, const
                       eng_binop op, eng_error *err)
 {
     (void)be;
-    int rc = need_f32(op == ENG_BIN_MUL ? "mul" : "add", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32(op == ENG_BIN_MUL ? "mul" : "add", y, err));
     int64_t n = eng_tensor_numel(a), nb = eng_tensor_numel(b);
     if (n == 0)
         return 0;
@@ -197,9 +183,7 @@ static int cpu_binary(eng_backend *be, eng_tensor *y, const eng_tensor *a, const
 static int cpu_scale(eng_backend *be, eng_tensor *y, const eng_tensor *x, float s, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("scale", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("scale", y, err));
     k_cpu_scale(F(y), CF(x), s, eng_tensor_numel(x));
     return 0;
 }
@@ -208,9 +192,7 @@ static int cpu_modulate(eng_backend *be, eng_tensor *y, const eng_tensor *x,
                         const eng_tensor *scale, const eng_tensor *shift, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("modulate", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("modulate", y, err));
     k_cpu_modulate(F(y), CF(x), CF(scale), CF(shift), x->shape[0], x->shape[1], x->shape[2]);
     return 0;
 }
@@ -219,9 +201,7 @@ static int cpu_gated_add(eng_backend *be, eng_tensor *y, const eng_tensor *x,
                          const eng_tensor *gate, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("gated_add", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("gated_add", y, err));
     k_cpu_gated_add(F(y), CF(x), CF(gate), x->shape[0], x->shape[1], x->shape[2]);
     return 0;
 }
@@ -230,9 +210,7 @@ static int cpu_concat_tokens(eng_backend *be, eng_tensor *y, const eng_tensor *a
                              const eng_tensor *b, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("concat_tokens", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("concat_tokens", y, err));
     k_cpu_concat_tokens(F(y), CF(a), CF(b), a->shape[0], a->shape[1], b->shape[1], a->shape[2]);
     return 0;
 }
@@ -241,9 +219,7 @@ static int cpu_split_tokens(eng_backend *be, eng_tensor *a, eng_tensor *b, const
                             eng_error *err)
 {
     (void)be;
-    int rc = need_f32("split_tokens", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("split_tokens", y, err));
     k_cpu_split_tokens(F(a), F(b), CF(y), a->shape[0], a->shape[1], b->shape[1], a->shape[2]);
     return 0;
 }
@@ -252,9 +228,7 @@ static int cpu_conv2d(eng_backend *be, eng_tensor *y, const eng_tensor *x, const
                       const eng_tensor *b, const eng_conv2d_params *p, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("conv2d", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("conv2d", y, err));
     k_conv2d_shape s = {
         .B = x->shape[0], .C_in = x->shape[1], .H = x->shape[2], .W = x->shape[3],
         .C_out = w->shape[0], .kh = w->shape[2], .kw = w->shape[3],
@@ -271,9 +245,7 @@ static int cpu_upsample_nearest2x(eng_backend *be, eng_tensor *y, const eng_tens
                                   eng_error *err)
 {
     (void)be;
-    int rc = need_f32("upsample_nearest2x", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("upsample_nearest2x", y, err));
     k_cpu_upsample_nearest2x(F(y), CF(x), x->shape[0] * x->shape[1], x->shape[2], x->shape[3]);
     return 0;
 }
@@ -283,9 +255,7 @@ static int cpu_attention(eng_backend *be, eng_tensor *o, const eng_tensor *q, co
                          const eng_attention_params *p, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("attention", o, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("attention", o, err));
     int64_t h = p->heads, d = q->shape[2] / p->heads;
     if (k_cpu_attention(F(o), CF(q), CF(k), CF(v), OPT(bias), q->shape[0], q->shape[1],
                         k->shape[1], h, d, p->scale, p->causal))
@@ -297,9 +267,7 @@ static int cpu_embedding(eng_backend *be, eng_tensor *y, const eng_tensor *table
                          const eng_tensor *ids, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("embedding", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("embedding", y, err));
     int64_t bad = k_cpu_embedding(F(y), CF(table), (const int32_t *)ids->data,
                                   eng_tensor_numel(ids), table->shape[0], table->shape[1]);
     if (bad >= 0)
@@ -312,9 +280,7 @@ static int cpu_embedding(eng_backend *be, eng_tensor *y, const eng_tensor *table
 static int cpu_transpose(eng_backend *be, eng_tensor *y, const eng_tensor *x, eng_error *err)
 {
     (void)be;
-    int rc = need_f32("transpose", y, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("transpose", y, err));
     k_cpu_transpose(F(y), CF(x), x->shape[0], x->shape[1], x->shape[2]);
     return 0;
 }
@@ -333,9 +299,7 @@ static int cpu_ttt(eng_backend *be, eng_tensor *o, const eng_tensor *q, const en
                    eng_error *err)
 {
     (void)be;
-    int rc = need_f32("ttt", o, err);
-    if (rc)
-        return rc;
+    ENG_TRY(need_f32("ttt", o, err));
     if (k_cpu_ttt(F(o), CF(q), CF(k), CF(v), CF(w1), CF(w2), q->shape[0], q->shape[1], heads,
                   q->shape[2] / heads))
         return eng_error_set(err, ENG_ENOMEM, "ttt: cannot allocate scratch");

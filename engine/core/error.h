@@ -13,8 +13,14 @@
  * Propagation, everywhere in the engine: a function that holds nothing to release
  * writes ENG_TRY(step) for each step; a function that owns resources declares
  * `int rc = 0;`, writes ENG_TRY_DONE(step), and releases them in reverse order
- * under its `done:` label (libuv's goto unwind). No `(rc = a) || (rc = b)` chains
- * and no file-local STEP macros.
+ * under its `done:` label (libuv's goto unwind); a constructor hands its object out
+ * there when rc is 0 and frees it otherwise. A step that needs context on failure
+ * keeps the long form (`rc = step; if (rc) { eng_error_prefix(...); goto done; }`).
+ * A label that only failures reach (`fail:`) is the same unwind for a function whose
+ * success returns before it. No `(rc = a) || (rc = b)` chains, no `if (!rc) rc = b`
+ * runs, and no file-local STEP macros; internal helpers (containers, copies) return
+ * ENG_E* codes too, not -1. A `||` of system calls that all fail with one code and
+ * one message (writing a file, a CUDA copy) is a single test, not a chain.
  */
 #ifndef TTTD_ENGINE_ERROR_H
 #define TTTD_ENGINE_ERROR_H

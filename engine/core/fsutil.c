@@ -177,25 +177,25 @@ int eng_copy_file(const char *src, const char *dst, eng_error *err)
             continue;
         if (n < 0) {
             rc = eng_error_set(err, ENG_EIO, "%s: read error: %s", src, strerror(errno));
-            break;
+            goto done;
         }
         if (n == 0)
             break;
-        for (ssize_t o = 0; o < n && rc == 0;) {
+        for (ssize_t o = 0; o < n;) {
             ssize_t w = write(out, buf + o, (size_t)(n - o));
             if (w < 0 && errno == EINTR)
                 continue;
-            if (w < 0)
+            if (w < 0) {
                 rc = eng_error_set(err, ENG_EIO, "%s: write error: %s", dst, strerror(errno));
-            else
-                o += w;
+                goto done;
+            }
+            o += w;
         }
-        if (rc)
-            break;
     }
+done:
     free(buf);
     close(in);
-    if (close(out) != 0 && rc == 0)
+    if (close(out) != 0 && !rc) /* a late write error, when nothing failed before */
         rc = eng_error_set(err, ENG_EIO, "%s: write error: %s", dst, strerror(errno));
     return rc;
 }

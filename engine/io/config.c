@@ -220,9 +220,7 @@ static int parse_ttt(eng_cfg *r, eng_transformer_config *c)
         return eng_cfg_fail(r, ENG_EFORMAT, "key \"ttt\" must have \"preset\" or \"modules\"");
     if (mods) {
         c->ttt_preset = ENG_TTT_PRESET_CUSTOM;
-        int rc = ttt_modules(r, c, mods);
-        if (rc)
-            return rc;
+        ENG_TRY(ttt_modules(r, c, mods));
     } else {
         const char *p = json_string_value(preset);
         if (!p) {

@@ -175,17 +175,15 @@ static int run_parser(json_t *root, const char *label, eng_cfg_parse_fn fn, void
     if (!json_is_object(root))
         return eng_error_set(err, ENG_EFORMAT, "%s: the top level must be an object, not %s", label,
                              eng_cfg_json_kind(root));
-    int rc = fn(&r, out);
-    return rc ? rc : r.rc;
+    ENG_TRY(fn(&r, out));
+    return r.rc; /* a parser may record a failure in r and go on */
 }
 
 int eng_cfg_load_file(const char *path, eng_cfg_parse_fn fn, void *out, eng_error *err)
 {
     json_t *root;
-    int rc = json_read_file(path, &root, err);
-    if (rc)
-        return rc;
-    rc = run_parser(root, path, fn, out, err);
+    ENG_TRY(json_read_file(path, &root, err));
+    int rc = run_parser(root, path, fn, out, err);
     json_decref(root);
     return rc;
 }
@@ -209,9 +207,7 @@ int eng_config_class_name(const char *path, char *buf, size_t len, eng_error *er
 {
     json_t *root;
     const char *name = NULL;
-    int rc = json_read_file(path, &root, err);
-    if (rc)
-        return rc;
+    ENG_TRY(json_read_file(path, &root, err));
     if (json_is_object(root)) {
         json_t *arch = json_object_get(root, "architectures");
         name = json_string_value(json_object_get(root, "_class_name"));

@@ -303,32 +303,28 @@ static int st_parse_file(eng_safetensors *st, size_t fi, const uint8_t *base, si
                              label, jerr.text, jerr.position);
     if (!json_is_object(root)) {
         rc = eng_error_set(err, ENG_EFORMAT, "%s: header is not a JSON object", label);
-        goto out;
+        goto done;
     }
     size_t n = json_object_size(root);
     spans = calloc(n + 1, sizeof *spans);
     if (!spans || st_reserve((void **)&st->tensors, &st->cap, st->count + n, sizeof *st->tensors)) {
         rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory for %zu tensors", label, n);
-        goto out;
+        goto done;
     }
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) {
             if (st->files[fi].meta) /* unreachable with JSON_REJECT_DUPLICATES; kept as a guard */
                 continue;
-            rc = st_parse_metadata(&st->files[fi], val, err);
-            if (rc)
-                goto out;
+            ENG_TRY_DONE(st_parse_metadata(&st->files[fi], val, err));
             continue;
         }
         eng_st_tensor *t = &st->tensors[st->count];
         memset(t, 0, sizeof *t);
-        rc = st_parse_entry(label, key, val, data, data_len, t, &spans[nspans], err);
-        if (rc)
-            goto out;
+        ENG_TRY_DONE(st_parse_entry(label, key, val, data, data_len, t, &spans[nspans], err));
         t->name = strdup(key);
         if (!t->name) {
             rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory", label);
-            goto out;
+            goto done;
         }
         t->file = label;
         spans[nspans++].tensor = st->count++;
@@ -349,12 +345,12 @@ static int st_parse_file(eng_safetensors *st, size_t fi, const uint8_t *base, si
                                st->tensors[spans[i].tensor].name,
                                (unsigned long long)spans[i].begin,
                                (unsigned long long)spans[i].end);
-            goto out;
+            goto done;
         }
         if (!last || spans[i].end > last->end)
             last = &spans[i];
     }
-out:
+done:
     free(spans);
     json_decref(root);
     return rc;
@@ -441,9 +437,7 @@ static int st_add_file(eng_safetensors *st, const char *path, eng_error *err)
     close(fd);
     if (rc)
         return rc;
-    rc = st_push_file(st, path, data, &fi, err);
-    if (rc)
-        return rc;
+    ENG_TRY(st_push_file(st, path, data, &fi, err));
     /* An empty file still has a buffer (of one byte); st_parse_file reports it. */
     return st_parse_file(st, fi, data, (size_t)sb.st_size, err);
 }
@@ -466,13 +460,13 @@ static int st_add_index(eng_safetensors *st, const char *path, eng_error *err)
     map = json_object_get(root, "weight_map");
     if (!json_is_object(root) || !json_is_object(map)) {
         rc = eng_error_set(err, ENG_EFORMAT, "%s: no \"weight_map\" object", path);
-        goto out;
+        goto done;
     }
     shards = calloc(json_object_size(map) + 1, sizeof *shards);
     dir = st_dirname(path);
     if (!shards || !dir) {
         rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory", path);
-        goto out;
+        goto done;
     }
     json_object_foreach(map, key, val) {
         const char *s = json_string_value(val);
@@ -481,7 +475,7 @@ static int st_add_index(eng_safetensors *st, const char *path, eng_error *err)
             rc = eng_error_set(err, ENG_EFORMAT,
                                "%s: weight_map entry of tensor '%s' is not a shard file name", path,
                                key);
-            goto out;
+            goto done;
         }
         shards[nshards++] = s;
     }
@@ -495,20 +489,20 @@ static int st_add_index(eng_safetensors *st, const char *path, eng_error *err)
         full = st_path_join(dir, shards[i]);
         if (!full) {
             rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory", path);
-            goto out;
+            goto done;
         }
         rc = st_add_file(st, full, err);
         free(full);
         full = NULL;
         if (rc) {
             eng_error_prefix(err, "shard of %s", path);
-            goto out;
+            goto done;
         }
     }
     rc = st_finish(st, err);
     if (rc) {
         eng_error_prefix(err, "%s", path);
-        goto out;
+        goto done;
     }
     /* Shard i of the sorted unique list is file first_file + i. */
     json_object_foreach(map, key, val) {
@@ -519,16 +513,16 @@ static int st_add_index(eng_safetensors *st, const char *path, eng_error *err)
         if (!t) {
             rc = eng_error_set(err, ENG_EFORMAT, "%s: tensor '%s' of the weight_map is not in %s",
                                path, key, want);
-            goto out;
+            goto done;
         }
         if (t->file != want) {
             rc = eng_error_set(err, ENG_EFORMAT,
                                "%s: weight_map puts tensor '%s' in %s, but it is in %s", path, key,
                                want, t->file);
-            goto out;
+            goto done;
         }
     }
-out:
+done:
     free(dir);
     free(shards);
     json_decref(root);
@@ -540,7 +534,7 @@ out:
 int eng_safetensors_open(eng_safetensors **out, const char *path, eng_error *err)
 {
     eng_safetensors *st;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!path)
@@ -549,18 +543,17 @@ int eng_safetensors_open(eng_safetensors **out, const char *path, eng_error *err
     if (!st)
         return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", path);
     if (eng_str_ends_with(path, ".json")) {
-        rc = st_add_index(st, path, err);
+        ENG_TRY_DONE(st_add_index(st, path, err));
     } else {
-        rc = st_add_file(st, path, err);
-        if (rc == 0)
-            rc = st_finish(st, err);
+        ENG_TRY_DONE(st_add_file(st, path, err));
+        ENG_TRY_DONE(st_finish(st, err));
     }
-    if (rc) {
+done:
+    if (rc)
         eng_safetensors_close(st);
-        return rc;
-    }
-    *out = st;
-    return 0;
+    else
+        *out = st;
+    return rc;
 }
 
 int eng_safetensors_open_memory(eng_safetensors **out, const void *buf, size_t len,
@@ -568,7 +561,7 @@ int eng_safetensors_open_memory(eng_safetensors **out, const void *buf, size_t l
 {
     eng_safetensors *st;
     size_t fi;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!label)
@@ -579,17 +572,15 @@ int eng_safetensors_open_memory(eng_safetensors **out, const void *buf, size_t l
     if (!st)
         return eng_error_set(err, ENG_ENOMEM, "%s: out of memory", label);
     static const uint8_t empty[1];
-    rc = st_push_file(st, label, NULL, &fi, err);
-    if (rc == 0)
-        rc = st_parse_file(st, fi, buf ? buf : empty, len, err);
-    if (rc == 0)
-        rc = st_finish(st, err);
-    if (rc) {
+    ENG_TRY_DONE(st_push_file(st, label, NULL, &fi, err));
+    ENG_TRY_DONE(st_parse_file(st, fi, buf ? buf : empty, len, err));
+    ENG_TRY_DONE(st_finish(st, err));
+done:
+    if (rc)
         eng_safetensors_close(st);
-        return rc;
-    }
-    *out = st;
-    return 0;
+    else
+        *out = st;
+    return rc;
 }
 
 /* The names in dir that end in suffix and are regular files (links followed), sorted. */
@@ -645,40 +636,35 @@ int eng_safetensors_open_dir(eng_safetensors **out, const char *dir, eng_error *
     eng_safetensors *st = NULL;
     char **idx = NULL, **files = NULL;
     size_t nidx = 0, nfiles = 0;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!dir)
         return eng_error_set(err, ENG_EINVAL, "safetensors folder is NULL");
-    rc = st_list_dir(dir, ".safetensors.index.json", &idx, &nidx, err);
-    if (rc)
-        goto out;
+    ENG_TRY_DONE(st_list_dir(dir, ".safetensors.index.json", &idx, &nidx, err));
     if (nidx > 1) {
         rc = eng_error_set(err, ENG_EFORMAT, "%s: several index files (%s, %s, ...); which one?",
                            dir, idx[0], idx[1]);
-        goto out;
+        goto done;
     }
     if (nidx == 1) {
         rc = eng_safetensors_open(&st, idx[0], err);
-        goto out;
+        goto done;
     }
-    rc = st_list_dir(dir, ".safetensors", &files, &nfiles, err);
-    if (rc)
-        goto out;
+    ENG_TRY_DONE(st_list_dir(dir, ".safetensors", &files, &nfiles, err));
     if (nfiles == 0) {
         rc = eng_error_set(err, ENG_ENOTFOUND, "%s: no *.safetensors file", dir);
-        goto out;
+        goto done;
     }
     st = calloc(1, sizeof *st);
     if (!st) {
         rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory", dir);
-        goto out;
+        goto done;
     }
-    for (size_t i = 0; i < nfiles && rc == 0; i++)
-        rc = st_add_file(st, files[i], err);
-    if (rc == 0)
-        rc = st_finish(st, err);
-out:
+    for (size_t i = 0; i < nfiles; i++)
+        ENG_TRY_DONE(st_add_file(st, files[i], err));
+    ENG_TRY_DONE(st_finish(st, err));
+done:
     for (size_t i = 0; i < nidx; i++)
         free(idx[i]);
     free(idx);

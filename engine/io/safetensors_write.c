@@ -206,10 +206,10 @@ static char *st_header_json(const eng_st_writer *w)
     if (w->nmeta) {
         meta = json_object();
         if (!meta || json_object_set_new(root, "__metadata__", meta))
-            goto out;
+            goto done;
         for (size_t i = 0; i < w->nmeta; i++)
             if (json_object_set_new(meta, w->meta[i].key, json_string(w->meta[i].value)))
-                goto out;
+                goto done;
     }
     for (size_t i = 0; i < w->n; i++) {
         const st_wtensor *t = &w->t[i];
@@ -221,16 +221,16 @@ static char *st_header_json(const eng_st_writer *w)
         bad |= json_object_set_new(bad ? NULL : e, "shape", shape);
         bad |= json_object_set_new(bad ? NULL : e, "data_offsets", offs);
         if (bad)
-            goto out;
+            goto done;
         if (json_array_append_new(offs, json_integer((json_int_t)t->offset)) ||
             json_array_append_new(offs, json_integer((json_int_t)(t->offset + t->nbytes))))
-            goto out;
+            goto done;
         for (int d = 0; d < t->ndim; d++)
             if (json_array_append_new(shape, json_integer((json_int_t)t->shape[d])))
-                goto out;
+                goto done;
     }
     s = json_dumps(root, JSON_COMPACT);
-out:
+done:
     json_decref(root);
     return s;
 }
@@ -267,13 +267,13 @@ int eng_st_writer_write(eng_st_writer *w, const char *path, eng_error *err)
     tmp = malloc(strlen(path) + sizeof ".tmp.XXXXXX");
     if (!json || !tmp) {
         rc = eng_error_set(err, ENG_ENOMEM, "%s: out of memory for the header", path);
-        goto out;
+        goto done;
     }
     size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
     if (padded > ST_MAX_HEADER) {
         rc = eng_error_set(err, ENG_EINVAL, "%s: header of %zu bytes is over the limit", path,
                            padded);
-        goto out;
+        goto done;
     }
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (uint8_t)((uint64_t)padded >> (8 * i));
@@ -284,7 +284,7 @@ int eng_st_writer_write(eng_st_writer *w, const char *path, eng_error *err)
     if (fd < 0) {
         rc = eng_error_set(err, ENG_EIO, "%s: cannot create a temporary file: %s", path,
                            strerror(errno));
-        goto out;
+        goto done;
     }
     static const char spaces[8] = "        ";
     if (fchmod(fd, 0644) != 0 || st_write_all(fd, lenbuf, 8) || st_write_all(fd, json, hlen) ||
@@ -299,7 +299,7 @@ int eng_st_writer_write(eng_st_writer *w, const char *path, eng_error *err)
     fd = -1;
     if (rc != 0 || rename(tmp, path) != 0)
         goto io_error;
-    goto out;
+    goto done;
 
 io_error:
     rc = eng_error_set(err, ENG_EIO, "%s: write failed: %s", path, strerror(errno));
@@ -307,7 +307,7 @@ io_error:
         close(fd);
     fd = -1;
     unlink(tmp);
-out:
+done:
     free(tmp);
     free(json);
     free(order);

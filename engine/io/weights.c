@@ -56,12 +56,13 @@ static size_t *slot_of(const eng_weights *w, const char *name)
     return &w->slots[i];
 }
 
+/* Grows the slot table to nslots; 0 or ENG_ENOMEM (the caller says whose memory ran out). */
 static int rehash(eng_weights *w, size_t nslots)
 {
     size_t *old = w->slots, old_n = w->nslots;
     size_t *s = calloc(nslots, sizeof *s);
     if (!s)
-        return -1;
+        return ENG_ENOMEM;
     w->slots = s;
     w->nslots = nslots;
     for (size_t i = 0; i < old_n; i++)
@@ -156,13 +157,9 @@ int eng_weights_add(eng_weights *w, const char *name, int ndim, const int64_t *s
     e.t = eng_tensor_view(NULL, w->be, w->dtype, ndim, shape);
     int64_t n = eng_tensor_numel(&e.t);
     if (!src) {
-        int rc = check_src(w, name, ndim, shape, NULL, &s, err);
-        if (rc)
-            return rc;
+        ENG_TRY(check_src(w, name, ndim, shape, NULL, &s, err));
     } else {
-        int rc = check_src(w, src->name, src->ndim, src->shape, name, &s, err);
-        if (rc)
-            return rc;
+        ENG_TRY(check_src(w, src->name, src->ndim, src->shape, name, &s, err));
         int64_t avail = (int64_t)(s->nbytes / eng_dtype_size(s->dtype));
         if (src->offset < 0 || src->offset > avail || n > avail - src->offset ||
             (src->swap_halves && n % 2))
@@ -212,25 +209,33 @@ static void to_f32(const eng_st_tensor *s, int64_t off, int64_t n, float *dst)
     }
 }
 
-/* Copies the n elements [off, off + n) of e's file tensor, converted, to dst on the backend. */
-static int copy_piece(eng_weights *w, const entry *e, int64_t off, int64_t n, char *dst,
-                      float *f32, uint16_t *u16)
+/*
+ * Copies the n elements [off, off + n) of e's file tensor, converted, to dst on the backend;
+ * 0 or ENG_EDEVICE.
+ */
+static int copy_piece(eng_weights *w, const entry *e, int64_t off, int64_t n, char *dst, float *f32,
+                      uint16_t *u16, eng_error *err)
 {
     size_t es = eng_dtype_size(w->dtype);
-    if (e->src->dtype == w->dtype) /* no conversion: straight from the file data */
-        return w->be->copy_in(w->be, dst, (const char *)e->src->data + off * (int64_t)es,
-                              (size_t)n * es);
-    for (int64_t i = 0; i < n; i += CHUNK) {
-        int64_t k = n - i < CHUNK ? n - i : CHUNK;
-        const void *host = f32;
-        to_f32(e->src, off + i, k, f32);
-        if (w->dtype == ENG_DTYPE_BF16)
-            k_cpu_f32_to_bf16(u16, f32, k), host = u16;
-        else if (w->dtype == ENG_DTYPE_F16)
-            k_cpu_f32_to_f16(u16, f32, k), host = u16;
-        if (w->be->copy_in(w->be, dst + i * (int64_t)es, host, (size_t)k * es))
-            return -1;
+    int bad = 0;
+    if (e->src->dtype == w->dtype) { /* no conversion: straight from the file data */
+        bad = w->be->copy_in(w->be, dst, (const char *)e->src->data + off * (int64_t)es,
+                             (size_t)n * es);
+    } else {
+        for (int64_t i = 0; i < n && !bad; i += CHUNK) {
+            int64_t k = n - i < CHUNK ? n - i : CHUNK;
+            const void *host = f32;
+            to_f32(e->src, off + i, k, f32);
+            if (w->dtype == ENG_DTYPE_BF16)
+                k_cpu_f32_to_bf16(u16, f32, k), host = u16;
+            else if (w->dtype == ENG_DTYPE_F16)
+                k_cpu_f32_to_f16(u16, f32, k), host = u16;
+            bad = w->be->copy_in(w->be, dst + i * (int64_t)es, host, (size_t)k * es);
+        }
     }
+    if (bad)
+        return eng_error_set(err, ENG_EDEVICE, "%s: copying \"%s\" to %s failed", w->label, e->name,
+                             w->be->name);
     return 0;
 }
 
@@ -252,29 +257,30 @@ int eng_weights_load(eng_weights *w, eng_error *err)
     float *f32 = malloc(CHUNK * sizeof *f32);
     uint16_t *u16 = malloc(CHUNK * sizeof *u16);
     int rc = 0;
-    if (!f32 || !u16)
+    if (!f32 || !u16) {
         rc = eng_error_set(err, ENG_ENOMEM, "weights: out of memory");
-    for (size_t i = 0; !rc && i < w->n; i++) {
+        goto done;
+    }
+    for (size_t i = 0; i < w->n; i++) {
         entry *e = &w->e[i];
         char *dst = (char *)w->base + e->offset;
         int64_t n = eng_tensor_numel(&e->t), h = n / 2;
         size_t es = eng_dtype_size(w->dtype);
-        int bad = e->swap ? copy_piece(w, e, e->src_offset + h, h, dst, f32, u16) ||
-                                copy_piece(w, e, e->src_offset, h, dst + h * (int64_t)es, f32, u16)
-                          : copy_piece(w, e, e->src_offset, n, dst, f32, u16);
-        if (bad)
-            rc = eng_error_set(err, ENG_EDEVICE, "%s: copying \"%s\" to %s failed", w->label,
-                               e->name, w->be->name);
+        if (e->swap) { /* model = taken[n/2:] ++ taken[:n/2] */
+            ENG_TRY_DONE(copy_piece(w, e, e->src_offset + h, h, dst, f32, u16, err));
+            ENG_TRY_DONE(copy_piece(w, e, e->src_offset, h, dst + h * (int64_t)es, f32, u16, err));
+        } else {
+            ENG_TRY_DONE(copy_piece(w, e, e->src_offset, n, dst, f32, u16, err));
+        }
         e->t.data = dst;
         e->src = NULL; /* the file data may go away now */
     }
-    free(f32);
-    free(u16);
-    if (rc)
-        return rc;
     w->st = NULL;
     w->loaded = 1;
-    return 0;
+done:
+    free(f32);
+    free(u16);
+    return rc;
 }
 
 const eng_tensor *eng_weights_find(const eng_weights *w, const char *name)

@@ -172,21 +172,17 @@ int eng_linearize_resolve_map(const char *config_text, size_t len, const char *l
     json_error_t je;
     json_t *root = NULL, *ttt = NULL;
     char *text = NULL;
-    int rc;
+    int rc = 0;
 
     *out_text = NULL;
     /* The input must be a valid softmax config on its own. */
-    rc = eng_config_parse_transformer(config_text, len, label, &in_cfg, err);
-    if (rc)
-        return rc;
+    ENG_TRY(eng_config_parse_transformer(config_text, len, label, &in_cfg, err));
     if (in_cfg.num_ttt_modules > 0)
         return eng_error_set(err, ENG_EINVAL,
                              "%s: already has a TTT map (preset \"%s\", %d modules); linearize "
                              "takes a softmax model",
                              label, eng_ttt_preset_name(in_cfg.ttt_preset), in_cfg.num_ttt_modules);
-    rc = map_to_json(map, &ttt, err);
-    if (rc)
-        return rc;
+    ENG_TRY(map_to_json(map, &ttt, err));
     root = json_loadb(config_text, len, 0, &je);
     if (!root) { /* parsed above, so only memory can fail here */
         json_decref(ttt);
@@ -206,13 +202,13 @@ int eng_linearize_resolve_map(const char *config_text, size_t len, const char *l
     text[n + 1] = '\0';
     free(dump);
     /* config.c is the one judge of a map: it names a bad module exactly as it would on load. */
-    rc = eng_config_parse_transformer(text, n + 1, "TTT map", out_cfg, err);
-    if (rc == 0 && out_cfg->num_ttt_modules == 0)
+    ENG_TRY_DONE(eng_config_parse_transformer(text, n + 1, "TTT map", out_cfg, err));
+    if (out_cfg->num_ttt_modules == 0)
         rc = eng_error_set(err, ENG_EINVAL, "TTT map \"%s\" selects no module of %s", map, label);
-    if (rc) {
+done:
+    if (rc)
         free(text);
-        return rc;
-    }
-    *out_text = text;
-    return 0;
+    else
+        *out_text = text;
+    return rc;
 }

@@ -177,7 +177,7 @@ int eng_mmdit_load(eng_mmdit **out, const char *path, eng_backend *be, eng_dtype
     eng_safetensors *st = NULL;
     const char *sai = NULL;
     struct stat sb;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!path || !be)
@@ -201,39 +201,35 @@ int eng_mmdit_load(eng_mmdit **out, const char *path, eng_backend *be, eng_dtype
     if (S_ISDIR(sb.st_mode)) {
         char cfg_path[4096];
         snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-        rc = eng_config_load_transformer(cfg_path, &m->cfg, err);
-        if (!rc)
-            rc = eng_safetensors_open_dir(&st, path, err);
+        ENG_TRY_DONE(eng_config_load_transformer(cfg_path, &m->cfg, err));
+        ENG_TRY_DONE(eng_safetensors_open_dir(&st, path, err));
     } else {
-        rc = eng_safetensors_open(&st, path, err);
-        if (!rc)
-            rc = mmdit_sai_prefix(st, path, &sai, err);
-        if (!rc)
-            rc = mmdit_sai_config(st, path, sai, &m->cfg, err);
+        ENG_TRY_DONE(eng_safetensors_open(&st, path, err));
+        ENG_TRY_DONE(mmdit_sai_prefix(st, path, &sai, err));
+        ENG_TRY_DONE(mmdit_sai_config(st, path, sai, &m->cfg, err));
     }
-    if (!rc && !(m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks)))
+    if (!(m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks))) {
         rc = eng_error_set(err, ENG_ENOMEM, "mmdit: out of memory");
-    if (!rc)
-        rc = eng_weights_init(&m->weights, st, path, be, dtype, err);
-    if (!rc) {
-        walker W = {m, m->weights, 0, sai, err};
-        rc = walk_model(&W);
+        goto done;
     }
-    if (!rc)
-        rc = eng_weights_load(m->weights, err);
-    if (!rc && !sai)
+    ENG_TRY_DONE(eng_weights_init(&m->weights, st, path, be, dtype, err));
+    walker W = {m, m->weights, 0, sai, err};
+    ENG_TRY_DONE(walk_model(&W));
+    ENG_TRY_DONE(eng_weights_load(m->weights, err));
+    if (!sai)
         warn_unused(m, st, path);
-    eng_safetensors_close(st);
-    if (!rc)
-        rc = mmdit_bind(m, err);
-    if (rc) {
-        eng_mmdit_free(m);
-        return rc;
-    }
+    eng_safetensors_close(st); /* the weights are on the backend now */
+    st = NULL;
+    ENG_TRY_DONE(mmdit_bind(m, err));
     LOG_INFO("%s: MMDiT of %d blocks, %lld parameters (%zu MiB %s on %s), %d TTT modules", path,
              m->cfg.num_layers, (long long)eng_weights_numel(m->weights),
              eng_weights_nbytes(m->weights) >> 20, eng_dtype_name(dtype), be->name,
              m->cfg.num_ttt_modules);
-    *out = m;
-    return 0;
+done:
+    eng_safetensors_close(st);
+    if (rc)
+        eng_mmdit_free(m);
+    else
+        *out = m;
+    return rc;
 }

@@ -281,7 +281,7 @@ static int heap_push(heap *h, cand c)
         size_t cap = h->cap ? h->cap * 2 : 64;
         cand *v = realloc(h->v, cap * sizeof *v);
         if (!v)
-            return -1;
+            return ENG_ENOMEM;
         h->v = v;
         h->cap = cap;
     }
@@ -330,9 +330,9 @@ static int merge_all(const tok_bpe *b, sym *s, size_t n)
 {
     heap h = {0};
     int rc = 0;
-    for (size_t i = 0; i + 1 < n && rc == 0; i++)
-        rc = push_pair(b, &h, s, (int32_t)i);
-    while (rc == 0 && h.n) {
+    for (size_t i = 0; i + 1 < n; i++)
+        ENG_TRY_DONE(push_pair(b, &h, s, (int32_t)i));
+    while (h.n) {
         cand top = heap_pop(&h);
         sym *cur = &s[top.pos];
         if (cur->len == 0 || cur->next < 0)
@@ -348,12 +348,12 @@ static int merge_all(const tok_bpe *b, sym *s, size_t n)
         if (cur->next >= 0)
             s[cur->next].prev = top.pos;
         if (cur->prev >= 0)
-            rc = push_pair(b, &h, s, cur->prev);
-        if (rc == 0)
-            rc = push_pair(b, &h, s, top.pos);
+            ENG_TRY_DONE(push_pair(b, &h, s, cur->prev));
+        ENG_TRY_DONE(push_pair(b, &h, s, top.pos));
     }
+done:
     free(h.v);
-    return rc != 0 ? ENG_ENOMEM : 0;
+    return rc;
 }
 
 int tok_bpe_encode_word(const tok_bpe *b, const char *s, size_t n, int32_t **ids, size_t *n_ids,
@@ -400,10 +400,10 @@ int tok_bpe_encode_word(const tok_bpe *b, const char *s, size_t n, int32_t **ids
         m++;
         i += k;
     }
-    rc = merge_all(b, sy, m);
-    for (size_t i = 0; i < m && rc == 0; i++)
+    ENG_TRY_DONE(merge_all(b, sy, m));
+    for (size_t i = 0; i < m; i++)
         if (sy[i].len)
-            rc = tok_ids_push(ids, n_ids, cap, sy[i].id);
+            ENG_TRY_DONE(tok_ids_push(ids, n_ids, cap, sy[i].id));
 done:
     free(sy);
     free(tmp);

@@ -104,14 +104,13 @@ static int split_added(const eng_tokenizer *t, int normalized, const char *s, si
             if (stop > pos)
                 pos = stop;
         }
-        if (start > done && tok_plist_push(out, s + done, start - done, -1, at_start && done == 0))
-            return ENG_ENOMEM;
-        if (tok_plist_push(out, s + start, stop - start, a->id, at_start && start == 0))
-            return ENG_ENOMEM;
+        if (start > done)
+            ENG_TRY(tok_plist_push(out, s + done, start - done, -1, at_start && done == 0));
+        ENG_TRY(tok_plist_push(out, s + start, stop - start, a->id, at_start && start == 0));
         done = stop;
     }
-    if (done < n && tok_plist_push(out, s + done, n - done, -1, at_start && done == 0))
-        return ENG_ENOMEM;
+    if (done < n)
+        ENG_TRY(tok_plist_push(out, s + done, n - done, -1, at_start && done == 0));
     return 0;
 }
 
@@ -152,21 +151,26 @@ static int encode_chunk(const eng_tokenizer *t, const tok_piece *c, size_t need,
 {
     tok_buf nb = {0};
     tok_plist pieces = {0}, next = {0};
-    int rc = tok_normalize(t->norms, t->n_norms, c->s, c->n, &nb);
-    const char *norm = rc == 0 ? tok_arena_strndup(a, nb.p ? nb.p : "", nb.n) : NULL;
-    if (!norm)
+    int rc = 0;
+    ENG_TRY_DONE(tok_normalize(t->norms, t->n_norms, c->s, c->n, &nb));
+    const char *norm = tok_arena_strndup(a, nb.p ? nb.p : "", nb.n);
+    if (!norm) {
         rc = ENG_ENOMEM;
-    if (rc == 0)
-        rc = split_added(t, 1, norm, nb.n, c->at_start, &pieces);
-    for (size_t k = 0; k < t->n_pretoks && rc == 0; k++) {
+        goto done;
+    }
+    ENG_TRY_DONE(split_added(t, 1, norm, nb.n, c->at_start, &pieces));
+    for (size_t k = 0; k < t->n_pretoks; k++) {
         next.n = 0;
         rc = tok_pretokenize(&t->pretoks[k], &pieces, &next, a);
         tok_plist swap = pieces;
         pieces = next;
         next = swap;
+        if (rc)
+            goto done;
     }
-    for (size_t i = 0; i < pieces.n && rc == 0 && *n < need; i++)
-        rc = encode_word(t, &pieces.v[i], ids, n, cap);
+    for (size_t i = 0; i < pieces.n && *n < need; i++)
+        ENG_TRY_DONE(encode_word(t, &pieces.v[i], ids, n, cap));
+done:
     tok_buf_free(&nb);
     tok_plist_free(&pieces);
     tok_plist_free(&next);
@@ -189,36 +193,38 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *utf8, int32_t *ids,
     size_t out_n = 0, out_cap = 0, n;
     int rc = 0;
     const char *text = lossy(utf8, strlen(utf8), &n, &a);
-    if (!text)
+    if (!text) {
         rc = ENG_ENOMEM;
-    if (rc == 0 && need > 0)
-        rc = split_added(t, 0, text, n, 1, &chunks);
-    for (size_t i = 0; i < chunks.n && rc == 0 && out_n < need; i++) {
+        goto done;
+    }
+    if (need > 0)
+        ENG_TRY_DONE(split_added(t, 0, text, n, 1, &chunks));
+    for (size_t i = 0; i < chunks.n && out_n < need; i++) {
         if (chunks.v[i].id >= 0)
-            rc = tok_ids_push(&out, &out_n, &out_cap, chunks.v[i].id);
+            ENG_TRY_DONE(tok_ids_push(&out, &out_n, &out_cap, chunks.v[i].id));
         else
-            rc = encode_chunk(t, &chunks.v[i], need, &a, &out, &out_n, &out_cap);
+            ENG_TRY_DONE(encode_chunk(t, &chunks.v[i], need, &a, &out, &out_n, &out_cap));
     }
-    if (rc == 0) {
-        if (out_n > need)
-            out_n = need;
-        size_t k = 0;
-        for (size_t i = 0; i < t->n_prefix; i++)
-            ids[k++] = t->prefix[i];
-        for (size_t i = 0; i < out_n; i++)
-            ids[k++] = out[i];
-        for (size_t i = 0; i < t->n_suffix; i++)
-            ids[k++] = t->suffix[i];
-        if (n_real)
-            *n_real = (int)k;
-        while (k < (size_t)max_len)
-            ids[k++] = t->pad_id;
-    } else if (rc == ENG_ENOMEM) {
+    if (out_n > need)
+        out_n = need;
+    size_t k = 0;
+    for (size_t i = 0; i < t->n_prefix; i++)
+        ids[k++] = t->prefix[i];
+    for (size_t i = 0; i < out_n; i++)
+        ids[k++] = out[i];
+    for (size_t i = 0; i < t->n_suffix; i++)
+        ids[k++] = t->suffix[i];
+    if (n_real)
+        *n_real = (int)k;
+    while (k < (size_t)max_len)
+        ids[k++] = t->pad_id;
+done:
+    if (rc == ENG_ENOMEM)
         eng_error_set(err, rc, "eng_tokenizer_encode: out of memory");
-    } else {
-        eng_error_set(err, rc, "eng_tokenizer_encode: a character the vocabulary cannot encode "
+    else if (rc)
+        eng_error_set(err, rc,
+                      "eng_tokenizer_encode: a character the vocabulary cannot encode "
                       "and no unknown token");
-    }
     free(out);
     tok_plist_free(&chunks);
     tok_arena_free(&a);

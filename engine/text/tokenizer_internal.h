@@ -38,6 +38,7 @@ typedef struct tok_buf {
     size_t n, cap;
 } tok_buf;
 
+/* Append bytes / one code point as UTF-8. 0 or ENG_ENOMEM, as every container here. */
 int tok_buf_put(tok_buf *b, const void *s, size_t n);
 int tok_buf_put_cp(tok_buf *b, uint32_t cp);
 void tok_buf_free(tok_buf *b);
@@ -55,7 +56,7 @@ typedef struct tok_strmap {
     size_t cap, len;
 } tok_strmap;
 
-/* key must outlive the map (keep it in an arena). Returns 0 or -1 (no memory). */
+/* key must outlive the map (keep it in an arena). Returns 0 or ENG_ENOMEM. */
 int tok_strmap_put(tok_strmap *m, const char *key, size_t klen, int32_t val);
 /* 1 and *val when found, else 0. */
 int tok_strmap_get(const tok_strmap *m, const char *key, size_t klen, int32_t *val);
@@ -72,6 +73,7 @@ typedef struct tok_u64map {
     size_t cap, len;
 } tok_u64map;
 
+/* 0 or ENG_ENOMEM. */
 int tok_u64map_put(tok_u64map *m, uint64_t key, int32_t a, int32_t b);
 const tok_u64map_slot *tok_u64map_get(const tok_u64map *m, uint64_t key);
 void tok_u64map_free(tok_u64map *m);
@@ -90,6 +92,7 @@ typedef struct tok_plist {
     size_t n, cap;
 } tok_plist;
 
+/* 0 or ENG_ENOMEM. */
 int tok_plist_push(tok_plist *l, const char *s, size_t n, int32_t id, int at_start);
 void tok_plist_free(tok_plist *l);
 

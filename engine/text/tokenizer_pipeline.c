@@ -29,7 +29,7 @@ static int norm_nfc(const char *s, size_t n, tok_buf *out)
     if (eng_uc_nfc(cps, m, res, &k) != 0)
         goto done;
     for (size_t i = 0; i < k; i++)
-        if (tok_buf_put_cp(out, res[i]) != 0)
+        if (tok_buf_put_cp(out, res[i]))
             goto done;
     rc = 0;
 done:
@@ -45,8 +45,7 @@ static int norm_lower(const char *s, size_t n, tok_buf *out)
         i += eng_utf8_decode(s + i, n - i, &cp);
         int k = eng_uc_lower(cp, low);
         for (int j = 0; j < k; j++)
-            if (tok_buf_put_cp(out, low[j]) != 0)
-                return ENG_ENOMEM;
+            ENG_TRY(tok_buf_put_cp(out, low[j]));
     }
     return 0;
 }
@@ -55,11 +54,11 @@ static int norm_replace(const tok_norm *nm, const char *s, size_t n, tok_buf *ou
 {
     size_t pos = 0, ms, me;
     while (tok_pattern_find(&nm->pattern, s, n, pos, &ms, &me)) {
-        if (tok_buf_put(out, s + pos, ms - pos) != 0 || tok_buf_put(out, nm->text, nm->text_n) != 0)
-            return ENG_ENOMEM;
+        ENG_TRY(tok_buf_put(out, s + pos, ms - pos));
+        ENG_TRY(tok_buf_put(out, nm->text, nm->text_n));
         pos = me;
     }
-    return tok_buf_put(out, s + pos, n - pos) != 0 ? ENG_ENOMEM : 0;
+    return tok_buf_put(out, s + pos, n - pos);
 }
 
 static int norm_strip(const tok_norm *nm, const char *s, size_t n, tok_buf *out)
@@ -86,7 +85,7 @@ static int norm_strip(const tok_norm *nm, const char *s, size_t n, tok_buf *out)
             e = st;
         }
     }
-    return tok_buf_put(out, s + b, e - b) != 0 ? ENG_ENOMEM : 0;
+    return tok_buf_put(out, s + b, e - b);
 }
 
 int tok_normalize(const tok_norm *norms, size_t n_norms, const char *s, size_t n, tok_buf *out)
@@ -99,46 +98,43 @@ int tok_normalize(const tok_norm *norms, size_t n_norms, const char *s, size_t n
     tok_buf *bufs[2] = {out, &tmp};
     int w = (n_norms % 2 == 1) ? 0 : 1; /* so that the last step writes into out */
     out->n = 0;
-    for (size_t k = 0; k < n_norms && rc == 0; k++) {
+    for (size_t k = 0; k < n_norms; k++) {
         const tok_norm *nm = &norms[k];
         tok_buf *dst = bufs[w];
         dst->n = 0;
-        if (tok_buf_put(dst, "", 0) != 0) {
-            rc = ENG_ENOMEM;
-            break;
-        }
+        ENG_TRY_DONE(tok_buf_put(dst, "", 0));
         switch (nm->kind) {
         case TOK_NORM_NFC:
-            rc = norm_nfc(cur, cur_n, dst);
+            ENG_TRY_DONE(norm_nfc(cur, cur_n, dst));
             break;
         case TOK_NORM_LOWERCASE:
-            rc = norm_lower(cur, cur_n, dst);
+            ENG_TRY_DONE(norm_lower(cur, cur_n, dst));
             break;
         case TOK_NORM_REPLACE:
-            rc = norm_replace(nm, cur, cur_n, dst);
+            ENG_TRY_DONE(norm_replace(nm, cur, cur_n, dst));
             break;
         case TOK_NORM_STRIP:
-            rc = norm_strip(nm, cur, cur_n, dst);
+            ENG_TRY_DONE(norm_strip(nm, cur, cur_n, dst));
             break;
         case TOK_NORM_PREPEND:
-            if (cur_n && tok_buf_put(dst, nm->text, nm->text_n) != 0)
-                rc = ENG_ENOMEM;
-            else if (tok_buf_put(dst, cur, cur_n) != 0)
-                rc = ENG_ENOMEM;
+            if (cur_n)
+                ENG_TRY_DONE(tok_buf_put(dst, nm->text, nm->text_n));
+            ENG_TRY_DONE(tok_buf_put(dst, cur, cur_n));
             break;
         case TOK_NORM_PRECOMPILED:
             if (!nm->charsmap)
-                rc = tok_buf_put(dst, cur, cur_n) != 0 ? ENG_ENOMEM : 0;
+                ENG_TRY_DONE(tok_buf_put(dst, cur, cur_n));
             else
-                rc = tok_charsmap_normalize(nm->charsmap, cur, cur_n, dst);
+                ENG_TRY_DONE(tok_charsmap_normalize(nm->charsmap, cur, cur_n, dst));
             break;
         }
         cur = dst->p;
         cur_n = dst->n;
         w ^= 1;
     }
-    if (rc == 0 && n_norms == 0)
-        rc = tok_buf_put(out, s, n) != 0 ? ENG_ENOMEM : 0;
+    if (n_norms == 0)
+        ENG_TRY_DONE(tok_buf_put(out, s, n));
+done:
     tok_buf_free(&tmp);
     return rc;
 }
@@ -150,7 +146,7 @@ static int push_piece(tok_plist *out, tok_arena *a, const char *s, size_t n, int
     (void)a;
     if (n == 0)
         return 0;
-    return tok_plist_push(out, s, n, -1, at_start) != 0 ? ENG_ENOMEM : 0;
+    return tok_plist_push(out, s, n, -1, at_start);
 }
 
 static size_t cp_at(const char *s, size_t n, size_t i, uint32_t *cp)
@@ -372,7 +368,7 @@ int tok_pretokenize(const tok_pretok *pt, const tok_plist *in, tok_plist *out, t
         const tok_piece *p = &in->v[k];
         int rc;
         if (p->id >= 0) {
-            rc = tok_plist_push(out, p->s, p->n, p->id, p->at_start) != 0 ? ENG_ENOMEM : 0;
+            rc = tok_plist_push(out, p->s, p->n, p->id, p->at_start);
         } else {
             switch (pt->kind) {
             case TOK_PRE_WHITESPACE_SPLIT:
@@ -391,7 +387,7 @@ int tok_pretokenize(const tok_pretok *pt, const tok_plist *in, tok_plist *out, t
                 rc = ENG_EINVAL;
             }
         }
-        if (rc != 0)
+        if (rc)
             return rc;
     }
     return 0;

@@ -53,7 +53,7 @@ static int trie_insert(tok_unigram *u, const char *s, size_t n, int32_t id)
         }
         int32_t child = new_node(u);
         if (child < 0 || tok_u64map_put(&u->edges, key, child, 0) != 0)
-            return -1;
+            return ENG_ENOMEM;
         node = child;
     }
     if (n)
@@ -218,8 +218,8 @@ int tok_unigram_encode_word(const tok_unigram *u, const char *s, size_t n, int32
         e = st;
     }
     rc = 0;
-    for (size_t k = nc - 1; k > 0 && rc == 0; k--)
-        rc = emit(u, s, cuts[k], cuts[k - 1], ids, n_ids, cap);
+    for (size_t k = nc - 1; k > 0; k--)
+        ENG_TRY_DONE(emit(u, s, cuts[k], cuts[k - 1], ids, n_ids, cap));
 done:
     free(bp);
     free(cuts);

@@ -206,7 +206,7 @@ int tok_charsmap_normalize(const tok_charsmap *c, const char *s, size_t n, tok_b
         }
         i += g;
     }
-    rc = tok_buf_put(out, "", 0) != 0 ? ENG_ENOMEM : 0;
+    rc = tok_buf_put(out, "", 0);
 done:
     free(cps);
     free(off);

@@ -72,7 +72,7 @@ int tok_buf_put(tok_buf *b, const void *s, size_t n)
             cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p)
-            return -1;
+            return ENG_ENOMEM;
         b->p = p;
         b->cap = cap;
     }
@@ -112,7 +112,7 @@ static int strmap_grow(tok_strmap *m)
     size_t cap = m->cap ? m->cap * 2 : 1024;
     tok_strmap_slot *s = calloc(cap, sizeof *s);
     if (!s)
-        return -1;
+        return ENG_ENOMEM;
     for (size_t i = 0; i < m->cap; i++) {
         tok_strmap_slot *o = &m->slots[i];
         if (!o->key)
@@ -130,8 +130,8 @@ static int strmap_grow(tok_strmap *m)
 
 int tok_strmap_put(tok_strmap *m, const char *key, size_t klen, int32_t val)
 {
-    if ((m->len + 1) * 2 > m->cap && strmap_grow(m) != 0)
-        return -1;
+    if ((m->len + 1) * 2 > m->cap && strmap_grow(m))
+        return ENG_ENOMEM;
     uint32_t h = hash_bytes(key, klen);
     size_t j = h & (m->cap - 1);
     while (m->slots[j].key) {
@@ -184,7 +184,7 @@ static int u64map_grow(tok_u64map *m)
     size_t cap = m->cap ? m->cap * 2 : 1024;
     tok_u64map_slot *s = malloc(cap * sizeof *s);
     if (!s)
-        return -1;
+        return ENG_ENOMEM;
     for (size_t i = 0; i < cap; i++)
         s[i].key = UINT64_MAX;
     for (size_t i = 0; i < m->cap; i++) {
@@ -203,8 +203,8 @@ static int u64map_grow(tok_u64map *m)
 
 int tok_u64map_put(tok_u64map *m, uint64_t key, int32_t a, int32_t b)
 {
-    if ((m->len + 1) * 2 > m->cap && u64map_grow(m) != 0)
-        return -1;
+    if ((m->len + 1) * 2 > m->cap && u64map_grow(m))
+        return ENG_ENOMEM;
     size_t j = hash_u64(key) & (m->cap - 1);
     while (m->slots[j].key != UINT64_MAX) {
         if (m->slots[j].key == key) {
@@ -247,7 +247,7 @@ int tok_plist_push(tok_plist *l, const char *s, size_t n, int32_t id, int at_sta
         size_t cap = l->cap ? l->cap * 2 : 16;
         tok_piece *v = realloc(l->v, cap * sizeof *v);
         if (!v)
-            return -1;
+            return ENG_ENOMEM;
         l->v = v;
         l->cap = cap;
     }
