@@ -251,6 +251,7 @@ fuzz-build:
 	  $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+.PHONY: fuzz-run
 fuzz-run: $(FUZZ_NAMES:%=fuzz-run-%)
 	@sh tests/fuzz/summary.sh $(FUZZ_OUT) $(FUZZ_NAMES)
 fuzz-run-%:
