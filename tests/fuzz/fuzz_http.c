@@ -6,14 +6,15 @@
  *
  * LLVMFuzzerInitialize starts `tttd serve` in this process on a background thread, on a
  * loopback port the kernel picks, with small limits (--max-steps 2, 64x64 images at most, a
- * queue of 4, an API key "fuzzkey", --sse-ping 50 ms, --preview-every 1) so that a generation
+ * queue of 4, an API key "fuzzkey", Host "fuzz" allowed, CORS for "http://fuzz", --sse-ping 50 ms,
+ * --preview-every 1, a 16 KiB SSE buffer) so that a generation
  * takes milliseconds, and waits until /readyz says 200. The model folder is
  * $TTTD_FUZZ_ROOT/tests/fixtures/tiny_model (TTTD_FUZZ_ROOT defaults to the working
  * directory: make fuzz runs from the repository root).
  *
  * Input: one or more byte streams separated by the line "--conn--" (CONN_SEP below). Each is
  * written to a fresh connection; a stream that starts with "!HUP\n" has that line dropped and
- * the connection half-closed after the write (the daemon takes that as a disconnect). The answer
+ * the connection half-closed after the write (the daemon still answers a half-closed client). The answer
  * is read until the server closes, until it stays silent IDLE_MS after some bytes came, or for
  * 1000 ms in all ($TTTD_FUZZ_READ_MS: a generation takes about 0.5 s under ASan on a busy
  * machine); then the connection is closed, whatever still runs for it (a cancel on disconnect).
@@ -247,6 +248,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                            "--max-n", "2", "--max-queue", "4", "--max-body", "64K",
                            "--request-timeout-ms", "3000", "--drain-timeout", "0",
                            "--api-key", "fuzzkey", "--sse-ping", "50", "--preview-every", "1",
+                           "--allowed-hosts", "fuzz", "--cors-origins", "http://fuzz",
+                           "--sse-max-buffer", "16K",
                            "--job-ttl", "2", "--max-connections", "16", "--log-level", "error",
                            NULL};
     serve_out_fd = pfd[1];

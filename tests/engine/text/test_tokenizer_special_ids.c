@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/error.h"
-#include "engine/tokenizer.h"
+#include "engine/core/error.h"
+#include "engine/text/tokenizer.h"
 #include "tests/common/test_util.h"
 
 static char tmpdir[64];
