@@ -9,6 +9,7 @@
 #   BUILD=dir       output folder (default build)
 #   CI=true         warnings are errors
 #   FUZZ_SECONDS=N  how long `make fuzz` runs each target (default 60)
+#   FUZZ_BIN=dir    where `make fuzz-run` finds the fuzz binaries (default build/fuzz)
 #   RUN_ARGS=...    arguments appended to `tttd serve` by `make run`
 
 CC ?= cc
@@ -248,23 +249,29 @@ $(BUILD)/tests/tsan_%: $(OBJ)/tests/tsan/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-# libFuzzer targets (clang), each run FUZZ_SECONDS from its corpus folder tests/fuzz/corpus/<name>.
+# libFuzzer targets (clang, ASan + UBSan): tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME
+# (tests/fuzz/README.md). `make fuzz` builds them into $(FUZZ_BUILD) and runs each FUZZ_SECONDS;
+# `make -jN fuzz` runs N at once. fuzz-run runs binaries built elsewhere: FUZZ_BIN=dir.
+# Logs: $(FUZZ_OUT)/NAME.log; a crash input in $(FUZZ_OUT)/artifacts/NAME/ fails the run.
 FUZZ_BUILD = $(BUILD)/fuzz
+FUZZ_BIN ?= $(FUZZ_BUILD)
+FUZZ_OUT ?= $(FUZZ_BUILD)
+FUZZ_ARGS ?=
+FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
 fuzz: deps
 	$(MAKE) fuzz-build
-	@set -e; for src in $(FUZZ_SRCS); do \
-	  name=$$(basename $$src .c); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
-	  echo "== $$name for $(FUZZ_SECONDS) s"; \
-	  $(FUZZ_BUILD)/$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    $(FUZZ_BUILD)/corpus/$$name $$corpus; \
-	done
+	$(MAKE) fuzz-run
 fuzz-build:
 	$(MAKE) CC=clang BUILD=$(FUZZ_BUILD) CUDA=0 OPENMP=0 \
 	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" \
 	  $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+.PHONY: fuzz-run
+fuzz-run: $(FUZZ_NAMES:%=fuzz-run-%)
+	@sh tests/fuzz/summary.sh $(FUZZ_OUT) $(FUZZ_NAMES)
+fuzz-run-%:
+	@sh tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_OUT) $* $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 # The PyTorch reference regenerates tests/fixtures/ (Debian's python3-torch; CI needs neither:
 # the fixtures are committed).

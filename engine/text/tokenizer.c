@@ -257,6 +257,23 @@ static int clip_specials(eng_tokenizer *t, json_t *cfg, json_t *map, eng_error *
     return 0;
 }
 
+/*
+ * The post-processor's ids are numbers in tokenizer.json, checked against nothing when they are
+ * read (the added tokens and configs that fix the vocabulary size come later): each must name a
+ * token, or encoding would hand the text encoders an id past their embedding table.
+ */
+static int check_special_ids(const eng_tokenizer *t, eng_error *err)
+{
+    for (size_t i = 0; i < t->n_prefix + t->n_suffix; i++) {
+        int32_t id = i < t->n_prefix ? t->prefix[i] : t->suffix[i - t->n_prefix];
+        if (id < 0 || id >= t->vocab_size)
+            return eng_error_set(err, ENG_EFORMAT, "tokenizer.json: post_processor: special "
+                                 "token id %d is outside the vocabulary (%d tokens)",
+                                 (int)id, (int)t->vocab_size);
+    }
+    return 0;
+}
+
 int eng_tokenizer_load(eng_tokenizer **out, const char *dir, eng_error *err)
 {
     json_t *cfg = NULL, *map = NULL;
@@ -293,6 +310,7 @@ int eng_tokenizer_load(eng_tokenizer **out, const char *dir, eng_error *err)
     if (json_is_integer(mml) && json_integer_value(mml) > 0 && json_integer_value(mml) < INT32_MAX)
         t->model_max_length = (int)json_integer_value(mml);
     ENG_TRY_DONE(normalize_added(t, err));
+    ENG_TRY_DONE(check_special_ids(t, err));
     *out = t;
 done:
     json_decref(cfg);
