@@ -130,6 +130,9 @@ $(OBJ)/gen/server/web_index.o: $(WEB_INDEX_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+# The objects are named only through this pattern, so make would take them for intermediate
+# files and delete them after each build: they are kept.
+.SECONDARY: $(LIB_OBJS)
 .SECONDEXPANSION:
 $(BUILD)/lib/libtttd_%.a: $$(call layer_objs,$$*)
 	@mkdir -p $(dir $@)
