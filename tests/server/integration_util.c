@@ -698,6 +698,34 @@ double it_server_timing(const char *header, const char *name)
 
 /* ---- the server's own state ---- */
 
+char *it_stream_job_id(it_async *a)
+{
+    char *body = it_async_wait_for(a, "event: queued", 20000);
+    cr_assert(body, "no queued event");
+    free(body);
+    /* The event is complete once its blank line has arrived. */
+    double deadline = it_now_ms() + 5000;
+    for (;;) {
+        body = it_async_peek(a);
+        it_event *ev;
+        int n = it_sse_parse(body, strlen(body), &ev, NULL);
+        free(body);
+        for (int i = 0; i < n; i++) {
+            if (strcmp(ev[i].name, "queued") != 0)
+                continue;
+            json_t *d = json_loads(ev[i].data, 0, NULL);
+            cr_assert(d, "queued data: %s", ev[i].data);
+            char *id = strdup(json_string_value(json_object_get(d, "id")));
+            json_decref(d);
+            it_events_free(ev, n);
+            return id;
+        }
+        it_events_free(ev, n);
+        cr_assert_lt(it_now_ms(), deadline, "queued event incomplete");
+        it_sleep_ms(2);
+    }
+}
+
 int it_wait_job_state(const it_server *s, const char *id, const char *states, int timeout_ms)
 {
     char path[256];

@@ -143,6 +143,10 @@ double it_now_ms(void);
 /* Sleeps ms milliseconds. */
 void it_sleep_ms(int ms);
 
+/* Waits (up to 20 s) until a streamed request's `queued` event is complete and returns its job id
+ * (malloc'ed). */
+char *it_stream_job_id(it_async *a);
+
 /* Polls GET /v1/jobs/{id} until its "state" is one of the '|'-separated states (up to timeout_ms);
  * returns 1 when it got there. */
 int it_wait_job_state(const it_server *s, const char *id, const char *states, int timeout_ms);

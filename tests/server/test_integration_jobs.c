@@ -40,35 +40,6 @@ TestSuite(serve_jobs, .fini = stop_server, .timeout = 90);
 
 static const it_request SLOW = {"POST", "/v1/generate", SLOW_BODY, {NULL}, 0};
 
-/* Waits until a streamed request has been queued (its first event) and returns its job id. */
-static char *stream_job_id(it_async *a)
-{
-    char *body = it_async_wait_for(a, "event: queued", 20000);
-    cr_assert(body, "no queued event");
-    free(body);
-    /* The event is complete once its blank line has arrived. */
-    double deadline = it_now_ms() + 5000;
-    for (;;) {
-        body = it_async_peek(a);
-        it_event *ev;
-        int n = it_sse_parse(body, strlen(body), &ev, NULL);
-        free(body);
-        for (int i = 0; i < n; i++) {
-            if (strcmp(ev[i].name, "queued") != 0)
-                continue;
-            json_t *d = json_loads(ev[i].data, 0, NULL);
-            cr_assert(d, "queued data: %s", ev[i].data);
-            char *id = strdup(json_string_value(json_object_get(d, "id")));
-            json_decref(d);
-            it_events_free(ev, n);
-            return id;
-        }
-        it_events_free(ev, n);
-        cr_assert_lt(it_now_ms(), deadline, "queued event incomplete");
-        it_sleep_ms(2);
-    }
-}
-
 /* Waits until a streamed request is running (its first progress event). */
 static void wait_running(it_async *a)
 {
@@ -193,7 +164,7 @@ Test(serve_jobs, greedy_batching_by_default)
 
     /* Requests that arrive while the worker is busy pile up, and leave together once it frees. */
     it_async *a = it_http_async(&srv, &SLOW);
-    char *id_a = stream_job_id(a);
+    char *id_a = it_stream_job_id(a);
     wait_running(a);
     static const char *const bodies[] = {
         "{\"prompt\":\"one\"," SMALL ",\"seed\":1}",
@@ -227,10 +198,10 @@ Test(serve_jobs, cancel_queued_and_running)
 {
     it_server_start(&srv, "--workers", "1", "--max-batch", "1", SLOW_OPTS, NULL);
     it_async *a = it_http_async(&srv, &SLOW);
-    char *id_a = stream_job_id(a);
+    char *id_a = it_stream_job_id(a);
     wait_running(a);
     it_async *b = it_http_async(&srv, &SLOW);
-    char *id_b = stream_job_id(b);
+    char *id_b = it_stream_job_id(b);
 
     json_t *j = get_job(id_a);
     cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "running");
@@ -341,7 +312,7 @@ Test(serve_jobs, request_timeout)
 
     /* Waiting in the queue past it: 504 as well; a stream ends with a timeout error event. */
     it_async *a = it_http_async(&srv, &SLOW);
-    char *id_a = stream_job_id(a);
+    char *id_a = it_stream_job_id(a);
     wait_running(a);
     t0 = it_now_ms();
     r = it_http(&srv, "POST", "/v1/generate",
@@ -366,14 +337,14 @@ Test(serve_jobs, queue_bound_and_readyz)
     it_server_start(&srv, "--workers", "1", "--max-batch", "1", "--max-queue", "1", "--max-n", "1",
                     "--readyz-queue-mark", "1", SLOW_OPTS, NULL);
     it_async *a = it_http_async(&srv, &SLOW);
-    char *id_a = stream_job_id(a);
+    char *id_a = it_stream_job_id(a);
     wait_running(a);
     it_response r = it_http(&srv, "GET", "/readyz", NULL, NULL);
     cr_assert_eq(r.status, 200, "nothing waits yet: %s", r.body);
     it_response_free(&r);
 
     it_async *b = it_http_async(&srv, &SLOW);
-    char *id_b = stream_job_id(b);
+    char *id_b = it_stream_job_id(b);
 
     /* The queue holds its one unit: the next request is refused with a hint when to retry. */
     r = it_http(&srv, "POST", "/v1/generate", "{\"prompt\":\"c\"," SMALL "}", NULL);

@@ -136,34 +136,6 @@ Test(security_jobs, request_ids_do_not_predict_the_next)
 #define AUTH_A "Authorization: Bearer " KEY_A
 #define AUTH_B "Authorization: Bearer " KEY_B
 
-/* Waits until a streamed request has its job id (the queued event) and returns it. */
-static char *stream_job_id(it_async *a)
-{
-    char *body = it_async_wait_for(a, "event: queued", 20000);
-    cr_assert(body, "no queued event");
-    free(body);
-    double deadline = it_now_ms() + 5000;
-    for (;;) {
-        body = it_async_peek(a);
-        it_event *ev;
-        int n = it_sse_parse(body, strlen(body), &ev, NULL);
-        free(body);
-        for (int i = 0; i < n; i++) {
-            if (strcmp(ev[i].name, "queued") != 0)
-                continue;
-            json_t *d = json_loads(ev[i].data, 0, NULL);
-            cr_assert(d, "queued data: %s", ev[i].data);
-            char *id = strdup(json_string_value(json_object_get(d, "id")));
-            json_decref(d);
-            it_events_free(ev, n);
-            return id;
-        }
-        it_events_free(ev, n);
-        cr_assert_lt(it_now_ms(), deadline, "queued event incomplete");
-        it_sleep_ms(2);
-    }
-}
-
 static it_response job_call(const char *method, const char *id, const char *auth)
 {
     char path[200];
@@ -190,7 +162,7 @@ Test(security_jobs, another_key_cannot_see_or_cancel_a_job)
                        "\"guidance\":1,\"stream\":true}",
                        {AUTH_A, NULL}, 0};
     it_async *a = it_http_async(&srv, &slow);
-    char *id = stream_job_id(a);
+    char *id = it_stream_job_id(a);
 
     it_response unknown = job_call("GET", "no-such-job-0000", AUTH_B);
     it_expect_error(&unknown, 404, "not_found_error.job");
@@ -253,8 +225,8 @@ Test(security_jobs, drain_timeout_exits_3_with_the_count)
                        "\"guidance\":1,\"timeout_ms\":30000,\"stream\":true}",
                        {NULL}, 0};
     it_async *a = it_http_async(&srv, &slow), *b = it_http_async(&srv, &slow);
-    free(stream_job_id(a));
-    free(stream_job_id(b)); /* one running, one queued behind it */
+    free(it_stream_job_id(a));
+    free(it_stream_job_id(b)); /* one running, one queued behind it */
     it_server_signal(&srv, SIGTERM);
     it_response ra = it_async_wait(a), rb = it_async_wait(b);
     cr_assert(strstr(ra.body, "event: error") && strstr(rb.body, "event: error"));
