@@ -81,6 +81,19 @@ struct eng_backend {
     void (*destroy)(eng_backend *be);
 
     /*
+     * Device timing for the op profiler (engine/backend/profile.h). NULL on a backend whose ops
+     * have finished when they return (the CPU), where the profiler reads the host clock instead.
+     * timer_record queues timing event i (0, 1, 2, ...: two per op, in order) on the backend's
+     * queue, growing the backend's pool of events when i reaches its size; timer_elapsed, called
+     * after synchronize, gives the milliseconds from event a to event b. Both return 0 or
+     * ENG_EDEVICE / ENG_ENOMEM and fill err. The pool is the backend's, released by destroy.
+     */
+    int (*timer_record)(eng_backend *be, int64_t i, eng_error *err);
+    int (*timer_elapsed)(eng_backend *be, int64_t a, int64_t b, float *ms, eng_error *err);
+    /* The running profile (engine/backend/profile.c); NULL while profiling is off. */
+    struct eng_profiler *prof;
+
+    /*
      * The op set. Each returns 0 or a negative code and may fill err (a device
      * error, an out-of-range token id). Arguments have been checked by ops.c.
      */
