@@ -485,7 +485,8 @@ static void print_profile(FILE *out, const bench_opts *o, const eng_profile *p, 
     }
     fprintf(out, "  %-20s %8lld %12.3f %8.1f%%\n", "all ops", (long long)p->total_calls,
             p->total_ms, p->total_ms * pct);
-    fprintf(out, "  %-20s %8s %12.3f %8.1f%%\n", "wall time", "", wall_ms, wall_ms > 0 ? 100.0 : 0.0);
+    fprintf(out, "  %-20s %8s %12.3f %8.1f%%\n", "wall time", "", wall_ms,
+            wall_ms > 0 ? 100.0 : 0.0);
     fprintf(out, "  host overhead and gaps between ops: %.3f ms (%.1f%% of the run)\n",
             wall_ms - p->total_ms, (wall_ms - p->total_ms) * pct);
 }

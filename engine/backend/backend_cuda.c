@@ -29,8 +29,8 @@
 typedef struct cuda_state {
     k_cuda_ctx k;
     char name[32];
-    /* The profiler's timing events (engine/backend/profile.h): created on the first profiled
-     * op, the pool doubled when a profile outgrows it, destroyed with the backend. */
+    /* The profiler's timing events (engine/backend/profile.h): created when a profile starts,
+     * the pool doubled when a profile outgrows it, kept until the backend is destroyed. */
     cudaEvent_t *events;
     int64_t n_events;
 } cuda_state;
@@ -168,6 +168,20 @@ static int events_create(cuda_state *st, int64_t n)
     return 0;
 }
 
+/* The pool holds at least n events: host work only (no device allocation, no synchronize). */
+static int cuda_timer_reserve(eng_backend *be, int64_t n, eng_error *err)
+{
+    cuda_state *st = be->ctx;
+    if (n <= st->n_events)
+        return 0;
+    cudaEvent_t *ev = realloc(st->events, (size_t)n * sizeof *ev);
+    if (!ev)
+        return eng_error_set(err, ENG_ENOMEM, "cuda profile: out of memory for %lld events",
+                             (long long)n);
+    st->events = ev;
+    return KRUN("profile (creating events)", events_create(st, n));
+}
+
 static int event_record(cuda_state *st, cudaStream_t stream, int64_t i)
 {
     CUDA_TRY(cudaEventRecord(st->events[i], stream));
@@ -180,19 +194,11 @@ static int cuda_timer_record(eng_backend *be, int64_t i, eng_error *err)
     cuda_state *st = be->ctx;
     if (i < 0)
         return eng_error_set(err, ENG_EINVAL, "cuda profile: event %lld", (long long)i);
-    if (i >= st->n_events) {
-        /* Growing is host work only (no allocation on the device, no synchronize), and happens
-         * a few times in a backend's life: the pool keeps its events between profiles. */
-        int64_t n = st->n_events ? 2 * st->n_events : 2048;
+    if (i >= st->n_events) { /* a profile longer than any before: double the pool */
+        int64_t n = st->n_events ? 2 * st->n_events : 1024;
         while (n <= i)
             n *= 2;
-        cudaEvent_t *ev = realloc(st->events, (size_t)n * sizeof *ev);
-        if (!ev)
-            return eng_error_set(err, ENG_ENOMEM, "cuda profile: out of memory for %lld events",
-                                 (long long)n);
-        st->events = ev;
-        if (bind(be) || events_create(st, n))
-            return device_error(err, "profile (creating events)");
+        ENG_TRY(cuda_timer_reserve(be, n, err));
     }
     return KRUN("profile (recording an event)", event_record(st, stream_of(be), i));
 }
@@ -459,6 +465,7 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->copy_out = cuda_copy_out;
     be->synchronize = cuda_synchronize;
     be->destroy = cuda_destroy;
+    be->timer_reserve = cuda_timer_reserve;
     be->timer_record = cuda_timer_record;
     be->timer_elapsed = cuda_timer_elapsed;
     be->convert = cuda_convert;

@@ -1127,10 +1127,10 @@ static void check_profiler(void)
     char what[96] = "";
     float *host = xmalloc(2 * 512 * 512 * sizeof *host);
     int ok = 1;
-    die_on(eng_tensor_init(&t[0], gpu, ENG_DTYPE_F32, ENG_SHAPE(2, 512, 512), &err), &err, "tensor");
-    die_on(eng_tensor_init(&t[1], gpu, ENG_DTYPE_F32, ENG_SHAPE(2, 512, 512), &err), &err, "tensor");
-    die_on(eng_tensor_init(&t[2], gpu, ENG_DTYPE_F32, ENG_SHAPE(512, 512), &err), &err, "tensor");
-    die_on(eng_tensor_init(&t[3], gpu, ENG_DTYPE_F32, ENG_SHAPE(2, 512, 512), &err), &err, "tensor");
+    for (int i = 0; i < 4; i++)
+        die_on(i == 2 ? eng_tensor_init(&t[i], gpu, ENG_DTYPE_F32, ENG_SHAPE(512, 512), &err)
+                      : eng_tensor_init(&t[i], gpu, ENG_DTYPE_F32, ENG_SHAPE(2, 512, 512), &err),
+               &err, "tensor");
     for (int64_t i = 0; i < 2 * 512 * 512; i++)
         host[i] = rng_uniform(-0.05f, 0.05f);
     die_on(eng_tensor_upload(&t[0], host, &err), &err, "upload");

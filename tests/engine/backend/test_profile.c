@@ -172,6 +172,15 @@ Test(profile, kind_names)
 static double fake_at[FAKE_EVENTS]; /* the host time each event was recorded at */
 static int64_t fake_next, fake_fail_at, fake_elapsed_calls;
 
+static int64_t fake_reserved;
+
+static int fake_reserve(eng_backend *be, int64_t n, eng_error *err)
+{
+    (void)be, (void)err;
+    fake_reserved = n;
+    return 0;
+}
+
 static int fake_record(eng_backend *be, int64_t i, eng_error *err)
 {
     (void)be;
@@ -197,7 +206,8 @@ static int fake_elapsed(eng_backend *be, int64_t a, int64_t bb, float *ms, eng_e
 
 static void fake_hooks(int64_t fail_at)
 {
-    fake_next = 0, fake_fail_at = fail_at, fake_elapsed_calls = 0;
+    fake_next = 0, fake_fail_at = fail_at, fake_elapsed_calls = 0, fake_reserved = 0;
+    cpu->timer_reserve = fake_reserve;
     cpu->timer_record = fake_record;
     cpu->timer_elapsed = fake_elapsed;
 }
@@ -208,6 +218,7 @@ Test(profile, device_timing_records_a_pair_per_op_and_reads_them_at_stop)
     eng_profile p;
     fake_hooks(-1);
     cr_assert_eq(eng_backend_profile_start(cpu, &err), 0, "%s", err.msg);
+    cr_expect_geq(fake_reserved, 2 * 10, "start reserves events beforehand");
     known_sequence();
     cr_expect_eq(fake_next, 2 * 10, "two events per dispatched op");
     cr_expect_eq(fake_elapsed_calls, 0, "no event is read before stop");
@@ -231,4 +242,14 @@ Test(profile, device_timing_failure_is_reported_by_stop)
     cr_expect(strstr(err.msg, "timing op 1 (attention): fake event 3 failed"), "%s", err.msg);
     cr_expect_eq(p.total_calls, 0, "a failed profile reports nothing");
     cr_expect_null(cpu->prof, "profiling is off after a failed stop");
+}
+
+Test(profile, a_backend_with_some_timer_hooks_is_refused)
+{
+    eng_error err = {0};
+    fake_hooks(-1);
+    cpu->timer_reserve = NULL;
+    cr_expect_eq(eng_backend_profile_start(cpu, &err), ENG_EINVAL);
+    cr_expect(strstr(err.msg, "some of its timer hooks"), "%s", err.msg);
+    cr_expect_null(cpu->prof);
 }
