@@ -94,7 +94,8 @@ GPU_E2E_SRCS := tests/gpu/test_gpu_mmdit.c
 # The GPU op test needs only tensors, the backends and the kernels: no jansson, which the GPU
 # machine lacks headers for.
 CORE_SRCS := engine/backend/backend_cpu.c engine/backend/backend_cuda.c engine/core/error.c \
-             engine/core/log.c engine/backend/ops.c engine/backend/tensor.c \
+             engine/core/log.c engine/backend/ops.c engine/backend/profile.c \
+             engine/backend/tensor.c \
              $(sort $(wildcard kernels/cpu/*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 

@@ -6,7 +6,8 @@
  * temporary folder (diffusers layout, every tensor SD3Transformer2DModel has, plus the TTT
  * tensors of the chosen map), loads it like any model and removes the folder. Then it times one
  * transformer forward (or, with --steps, a whole denoising loop) R times after one warm-up and
- * prints the median and the minimum.
+ * prints the median and the minimum. With --profile, one more run follows with the backend's op
+ * profiler on (engine/backend/profile.h), and a table of the time per op kind.
  */
 #include "cmd/cmd_bench.h"
 #include "cmd/args.h"
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/profile.h"
 #include "engine/io/config.h"
 #include "engine/models/mmdit.h"
 #include "engine/core/rng.h"
@@ -57,6 +59,7 @@ typedef struct bench_opts {
     eng_dtype dtype;        /* the model's dtype */
     int width, height, batch, tokens, steps, repeat;
     double guidance;
+    int profile; /* 1: one more run with the op profiler on, and its table */
 } bench_opts;
 
 /* The names a config's "ttt": {"preset": ...} takes; --preset's choices are rnd_shapes' names. */
@@ -107,6 +110,10 @@ static const cmd_arg bench_rows[] = {
              "holds 2B rows"},
     {.name = "repeat", .type = CMD_ARG_INT, .def = "5", .lo = 1, .hi = 10000, .metavar = "R",
      .off = F(repeat), .help = "timed runs"},
+    {.name = "profile", .type = CMD_ARG_FLAG, .hi = 1, .off = F(profile),
+     .help = "then one more run with the op profiler on, and a table of its time per op kind "
+             "(calls, total ms, share of the run's wall time, mean us per call), largest first; "
+             "the rest of the wall time is host overhead and gaps between ops"},
 };
 
 static const cmd_args_spec bench_spec = {
@@ -450,6 +457,55 @@ static void print_setup(FILE *out, const bench_opts *o, const eng_transformer_co
                 (long long)(o->guidance > 1.0 ? 2 * in->B : in->B));
 }
 
+/* ---- the profile ---- */
+
+/* The table of one profiled run, kinds by total time, largest first. */
+static void print_profile(FILE *out, const bench_opts *o, const eng_profile *p, double wall_ms,
+                          const eng_backend *be)
+{
+    int order[ENG_OP_KINDS], n = 0;
+    for (int k = 0; k < ENG_OP_KINDS; k++)
+        if (p->calls[k])
+            order[n++] = k;
+    for (int i = 1; i < n; i++) /* insertion sort: a few kinds */
+        for (int j = i; j > 0 && p->ms[order[j]] > p->ms[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    double pct = wall_ms > 0 ? 100.0 / wall_ms : 0.0;
+    fprintf(out, "profile of one %s on %s: %lld ops, timed by %s\n", o->steps ? "loop" : "forward",
+            be->name, (long long)p->total_calls,
+            be->timer_record ? "device events around each op" : "the host clock around each op");
+    fprintf(out, "  %-20s %8s %12s %9s %12s\n", "op kind", "calls", "total ms", "% of run",
+            "mean us");
+    for (int i = 0; i < n; i++) {
+        int k = order[i];
+        fprintf(out, "  %-20s %8lld %12.3f %8.1f%% %12.1f\n", eng_op_kind_name((eng_op_kind)k),
+                (long long)p->calls[k], p->ms[k], p->ms[k] * pct, 1e3 * p->ms[k] / p->calls[k]);
+    }
+    fprintf(out, "  %-20s %8lld %12.3f %8.1f%%\n", "all ops", (long long)p->total_calls,
+            p->total_ms, p->total_ms * pct);
+    fprintf(out, "  %-20s %8s %12.3f %8.1f%%\n", "wall time", "", wall_ms,
+            wall_ms > 0 ? 100.0 : 0.0);
+    fprintf(out, "  host overhead and gaps between ops: %.3f ms (%.1f%% of the run)\n",
+            wall_ms - p->total_ms, (wall_ms - p->total_ms) * pct);
+}
+
+/* One more run with the op profiler on, then its table. */
+static int profile_run(eng_mmdit *m, bench_inputs *in, const bench_opts *o,
+                       const eng_scheduler_config *sch, FILE *out, eng_error *err)
+{
+    eng_backend *be = eng_mmdit_backend(m);
+    eng_profile p;
+    double wall_ms = 0.0;
+    ENG_TRY(eng_backend_profile_start(be, err));
+    /* A failed run leaves the profile running: destroying the backend drops it. */
+    ENG_TRY(run_once(m, in, o, sch, &wall_ms, err));
+    ENG_TRY(eng_backend_profile_stop(be, &p, err));
+    print_profile(out, o, &p, wall_ms, be);
+    return 0;
+}
+
 static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
 {
     eng_backend *be = o->cuda ? eng_backend_cuda_create(0, err) : eng_backend_cpu_create(err);
@@ -504,6 +560,8 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
             o->steps ? "loop" : "forward", med, ms[0], o->repeat, warm);
     if (o->steps)
         fprintf(out, "per step: median %.3f ms\n", med / o->steps);
+    if (o->profile)
+        ENG_TRY_DONE(profile_run(m, &in, o, &sch, out, err));
 done:
     free(ms);
     inputs_free(&in);

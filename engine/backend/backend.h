@@ -81,6 +81,22 @@ struct eng_backend {
     void (*destroy)(eng_backend *be);
 
     /*
+     * Device timing for the op profiler (engine/backend/profile.h). NULL on a backend whose ops
+     * have finished when they return (the CPU), where the profiler reads the host clock instead;
+     * a backend sets all three or none. timer_reserve makes the backend's pool of events hold at
+     * least n (called when a profile starts, so that the profiled work rarely pays for it);
+     * timer_record queues timing event i (0, 1, 2, ...: two per op, in order) on the backend's
+     * queue, growing the pool when i reaches its size; timer_elapsed, called after synchronize,
+     * gives the milliseconds from event a to event b. Each returns 0 or ENG_EDEVICE / ENG_ENOMEM
+     * and fills err. The pool is the backend's, kept between profiles, released by destroy.
+     */
+    int (*timer_reserve)(eng_backend *be, int64_t n, eng_error *err);
+    int (*timer_record)(eng_backend *be, int64_t i, eng_error *err);
+    int (*timer_elapsed)(eng_backend *be, int64_t a, int64_t b, float *ms, eng_error *err);
+    /* The running profile (engine/backend/profile.c); NULL while profiling is off. */
+    struct eng_profiler *prof;
+
+    /*
      * The op set. Each returns 0 or a negative code and may fill err (a device
      * error, an out-of-range token id). Arguments have been checked by ops.c.
      */

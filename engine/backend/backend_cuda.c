@@ -29,6 +29,10 @@
 typedef struct cuda_state {
     k_cuda_ctx k;
     char name[32];
+    /* The profiler's timing events (engine/backend/profile.h): created when a profile starts,
+     * the pool doubled when a profile outgrows it, kept until the backend is destroyed. */
+    cudaEvent_t *events;
+    int64_t n_events;
 } cuda_state;
 
 static k_cuda_ctx *kctx(eng_backend *be)
@@ -143,11 +147,76 @@ static void cuda_destroy(eng_backend *be)
     if (!be)
         return;
     if (be->ctx) {
+        cuda_state *st = be->ctx;
         bind(be);
+        for (int64_t i = 0; i < st->n_events; i++)
+            cudaEventDestroy(st->events[i]);
+        free(st->events);
         k_cuda_ctx_free(kctx(be));
         free(be->ctx);
     }
     free(be);
+}
+
+/* ---- the profiler's timing events ---- */
+
+/* Creates events until the pool holds n: 0 or -1 (error recorded). */
+static int events_create(cuda_state *st, int64_t n)
+{
+    for (; st->n_events < n; st->n_events++)
+        CUDA_TRY(cudaEventCreate(&st->events[st->n_events]));
+    return 0;
+}
+
+/* The pool holds at least n events: host work only (no device allocation, no synchronize). */
+static int cuda_timer_reserve(eng_backend *be, int64_t n, eng_error *err)
+{
+    cuda_state *st = be->ctx;
+    if (n <= st->n_events)
+        return 0;
+    cudaEvent_t *ev = realloc(st->events, (size_t)n * sizeof *ev);
+    if (!ev)
+        return eng_error_set(err, ENG_ENOMEM, "cuda profile: out of memory for %lld events",
+                             (long long)n);
+    st->events = ev;
+    return KRUN("profile (creating events)", events_create(st, n));
+}
+
+static int event_record(cuda_state *st, cudaStream_t stream, int64_t i)
+{
+    CUDA_TRY(cudaEventRecord(st->events[i], stream));
+    return 0;
+}
+
+/* Records event i on the backend's stream, after everything queued before it. */
+static int cuda_timer_record(eng_backend *be, int64_t i, eng_error *err)
+{
+    cuda_state *st = be->ctx;
+    if (i < 0)
+        return eng_error_set(err, ENG_EINVAL, "cuda profile: event %lld", (long long)i);
+    if (i >= st->n_events) { /* a profile longer than any before: double the pool */
+        int64_t n = st->n_events ? 2 * st->n_events : 1024;
+        while (n <= i)
+            n *= 2;
+        ENG_TRY(cuda_timer_reserve(be, n, err));
+    }
+    return KRUN("profile (recording an event)", event_record(st, stream_of(be), i));
+}
+
+static int event_elapsed(cuda_state *st, int64_t a, int64_t b, float *ms)
+{
+    CUDA_TRY(cudaEventElapsedTime(ms, st->events[a], st->events[b]));
+    return 0;
+}
+
+/* Milliseconds from event a to event b; both recorded, and the stream synchronized. */
+static int cuda_timer_elapsed(eng_backend *be, int64_t a, int64_t b, float *ms, eng_error *err)
+{
+    cuda_state *st = be->ctx;
+    if (a < 0 || b < 0 || a >= st->n_events || b >= st->n_events)
+        return eng_error_set(err, ENG_EINVAL, "cuda profile: events %lld, %lld outside the pool "
+                             "of %lld", (long long)a, (long long)b, (long long)st->n_events);
+    return KRUN("profile (reading an event pair)", event_elapsed(st, a, b, ms));
 }
 
 /* ---- ops ---- */
@@ -396,6 +465,9 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->copy_out = cuda_copy_out;
     be->synchronize = cuda_synchronize;
     be->destroy = cuda_destroy;
+    be->timer_reserve = cuda_timer_reserve;
+    be->timer_record = cuda_timer_record;
+    be->timer_elapsed = cuda_timer_elapsed;
     be->convert = cuda_convert;
     be->linear = cuda_linear;
     be->layer_norm = cuda_layer_norm;

@@ -4,9 +4,11 @@
  * Every eng_op_* function checks that its tensors live on one backend, have
  * consistent dtypes and the shapes the op needs, reports the first mistake by
  * op and argument name, and then calls the backend's op pointer. Backends can
- * therefore assume valid arguments.
+ * therefore assume valid arguments. While the backend is profiling, that call is timed
+ * (engine/backend/profile.c).
  */
 #include "engine/backend/backend.h"
+#include "engine/backend/profile.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -116,8 +118,22 @@ static int unsupported(const char *op, const eng_backend *be, eng_error *err)
     return eng_error_set(err, ENG_EUNSUPPORTED, "%s: not implemented on backend %s", op, be->name);
 }
 
-#define DISPATCH(be, opname, ...)                                                                  \
-    ((be)->opname ? (be)->opname((be), __VA_ARGS__) : unsupported(#opname, (be), err))
+/*
+ * Returns the backend's op applied to the arguments: ENG_EUNSUPPORTED when the backend lacks
+ * it, and timed under `op_kind` while the backend is profiling (engine/backend/profile.h). When
+ * it is not, the profiler costs this one branch on be->prof: no clock is read.
+ */
+#define RETURN_DISPATCH(be, op_kind, opname, ...)                                                  \
+    do {                                                                                           \
+        if (!(be)->opname)                                                                         \
+            return unsupported(#opname, (be), err);                                                \
+        if (!(be)->prof)                                                                           \
+            return (be)->opname((be), __VA_ARGS__);                                                \
+        eng_profiler_begin((be), (op_kind));                                                       \
+        int rc_ = (be)->opname((be), __VA_ARGS__);                                                 \
+        eng_profiler_end(be);                                                                      \
+        return rc_;                                                                                \
+    } while (0)
 
 int eng_op_convert(eng_tensor *y, const eng_tensor *x, eng_error *err)
 {
@@ -130,7 +146,7 @@ int eng_op_convert(eng_tensor *y, const eng_tensor *x, eng_error *err)
     if (x->dtype != y->dtype && !(is_float_dtype(x->dtype) && is_float_dtype(y->dtype)))
         return eng_error_set(err, ENG_EINVAL, "convert: cannot convert %s to %s",
                              eng_dtype_name(x->dtype), eng_dtype_name(y->dtype));
-    return DISPATCH(be, convert, y, x, err);
+    RETURN_DISPATCH(be, ENG_OP_CONVERT, convert, y, x, err);
 }
 
 int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
@@ -160,7 +176,7 @@ int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
         snprintf(want, sizeof want, "x's shape with the last dim %lld", (long long)w->shape[0]);
         return shape_error(op, "y", y, want, err);
     }
-    return DISPATCH(be, linear, y, x, w, b, err);
+    RETURN_DISPATCH(be, ENG_OP_LINEAR, linear, y, x, w, b, err);
 }
 
 /* Checks shared by the row-wise norms over the last dim. */
@@ -189,7 +205,7 @@ int eng_op_layer_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, c
 {
     eng_backend *be = NULL;
     ENG_TRY(row_norm_args("layer_norm", &be, y, x, w, b, eps, err));
-    return DISPATCH(be, layer_norm, y, x, w, b, eps, err);
+    RETURN_DISPATCH(be, ENG_OP_LAYER_NORM, layer_norm, y, x, w, b, eps, err);
 }
 
 int eng_op_rms_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, float eps,
@@ -197,7 +213,7 @@ int eng_op_rms_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, flo
 {
     eng_backend *be = NULL;
     ENG_TRY(row_norm_args("rms_norm", &be, y, x, w, NULL, eps, err));
-    return DISPATCH(be, rms_norm, y, x, w, eps, err);
+    RETURN_DISPATCH(be, ENG_OP_RMS_NORM, rms_norm, y, x, w, eps, err);
 }
 
 int eng_op_group_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
@@ -222,7 +238,7 @@ int eng_op_group_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, c
     }
     if (!(eps >= 0.0f))
         return eng_error_set(err, ENG_EINVAL, "group_norm: eps %g must be >= 0", (double)eps);
-    return DISPATCH(be, group_norm, y, x, w, b, groups, eps, err);
+    RETURN_DISPATCH(be, ENG_OP_GROUP_NORM, group_norm, y, x, w, b, groups, eps, err);
 }
 
 int eng_op_act(eng_tensor *y, const eng_tensor *x, eng_act kind, eng_error *err)
@@ -233,7 +249,7 @@ int eng_op_act(eng_tensor *y, const eng_tensor *x, eng_act kind, eng_error *err)
     ENG_TRY(want_same_shape("act", "y", y, x, "x", err));
     if ((unsigned)kind > ENG_ACT_QUICK_GELU)
         return eng_error_set(err, ENG_EINVAL, "act: unknown activation %d", (int)kind);
-    return DISPATCH(be, act, y, x, kind, err);
+    RETURN_DISPATCH(be, ENG_OP_ACT, act, y, x, kind, err);
 }
 
 int eng_op_softmax(eng_tensor *y, const eng_tensor *x, eng_error *err)
@@ -243,7 +259,7 @@ int eng_op_softmax(eng_tensor *y, const eng_tensor *x, eng_error *err)
     ENG_TRY(input("softmax", "x", x, be, y, err));
     ENG_TRY(want_rank("softmax", "x", x, 1, ENG_MAX_DIMS, err));
     ENG_TRY(want_same_shape("softmax", "y", y, x, "x", err));
-    return DISPATCH(be, softmax, y, x, err);
+    RETURN_DISPATCH(be, ENG_OP_SOFTMAX, softmax, y, x, err);
 }
 
 int eng_op_binary(eng_tensor *y, const eng_tensor *a, const eng_tensor *b, eng_binop bop,
@@ -266,7 +282,7 @@ int eng_op_binary(eng_tensor *y, const eng_tensor *a, const eng_tensor *b, eng_b
         snprintf(want, sizeof want, "the trailing dims of a %s", eng_shape_str(a, s, sizeof s));
         return shape_error(op, "b", b, want, err);
     }
-    return DISPATCH(be, binary, y, a, b, bop, err);
+    RETURN_DISPATCH(be, ENG_OP_BINARY, binary, y, a, b, bop, err);
 }
 
 int eng_op_add(eng_tensor *y, const eng_tensor *a, const eng_tensor *b, eng_error *err)
@@ -285,7 +301,7 @@ int eng_op_scale(eng_tensor *y, const eng_tensor *x, float s, eng_error *err)
     ENG_TRY(backend_of("scale", "y", y, &be, err));
     ENG_TRY(input("scale", "x", x, be, y, err));
     ENG_TRY(want_same_shape("scale", "y", y, x, "x", err));
-    return DISPATCH(be, scale, y, x, s, err);
+    RETURN_DISPATCH(be, ENG_OP_SCALE, scale, y, x, s, err);
 }
 
 /* x is [B, N, C] and v is [B, C] (per-sample modulation vectors). */
@@ -313,7 +329,7 @@ int eng_op_modulate(eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
     ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
     ENG_TRY(per_sample_vector(op, "scale", scale, x, err));
     ENG_TRY(per_sample_vector(op, "shift", shift, x, err));
-    return DISPATCH(be, modulate, y, x, scale, shift, err);
+    RETURN_DISPATCH(be, ENG_OP_MODULATE, modulate, y, x, scale, shift, err);
 }
 
 int eng_op_gated_add(eng_tensor *y, const eng_tensor *x, const eng_tensor *gate, eng_error *err)
@@ -326,7 +342,7 @@ int eng_op_gated_add(eng_tensor *y, const eng_tensor *x, const eng_tensor *gate,
     ENG_TRY(want_rank(op, "x", x, 3, 3, err));
     ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
     ENG_TRY(per_sample_vector(op, "gate", gate, x, err));
-    return DISPATCH(be, gated_add, y, x, gate, err);
+    RETURN_DISPATCH(be, ENG_OP_GATED_ADD, gated_add, y, x, gate, err);
 }
 
 /* y [B, Na + Nb, C] against a [B, Na, C] and b [B, Nb, C]. */
@@ -357,7 +373,7 @@ int eng_op_concat_tokens(eng_tensor *y, const eng_tensor *a, const eng_tensor *b
     ENG_TRY(input("concat_tokens", "a", a, be, y, err));
     ENG_TRY(input("concat_tokens", "b", b, be, y, err));
     ENG_TRY(token_parts("concat_tokens", y, a, b, err));
-    return DISPATCH(be, concat_tokens, y, a, b, err);
+    RETURN_DISPATCH(be, ENG_OP_CONCAT_TOKENS, concat_tokens, y, a, b, err);
 }
 
 int eng_op_split_tokens(eng_tensor *a, eng_tensor *b, const eng_tensor *y, eng_error *err)
@@ -367,7 +383,7 @@ int eng_op_split_tokens(eng_tensor *a, eng_tensor *b, const eng_tensor *y, eng_e
     ENG_TRY(input("split_tokens", "b", b, be, a, err));
     ENG_TRY(input("split_tokens", "y", y, be, a, err));
     ENG_TRY(token_parts("split_tokens", y, a, b, err));
-    return DISPATCH(be, split_tokens, a, b, y, err);
+    RETURN_DISPATCH(be, ENG_OP_SPLIT_TOKENS, split_tokens, a, b, y, err);
 }
 
 int eng_op_conv2d(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
@@ -410,7 +426,7 @@ int eng_op_conv2d(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
         ENG_TRY(input(op, "b", b, be, y, err));
         ENG_TRY(want_vector(op, "b", b, cout, err));
     }
-    return DISPATCH(be, conv2d, y, x, w, b, p, err);
+    RETURN_DISPATCH(be, ENG_OP_CONV2D, conv2d, y, x, w, b, p, err);
 }
 
 int eng_op_upsample_nearest2x(eng_tensor *y, const eng_tensor *x, eng_error *err)
@@ -427,7 +443,7 @@ int eng_op_upsample_nearest2x(eng_tensor *y, const eng_tensor *x, eng_error *err
                  (long long)x->shape[1], (long long)(2 * x->shape[2]), (long long)(2 * x->shape[3]));
         return shape_error(op, "y", y, want, err);
     }
-    return DISPATCH(be, upsample_nearest2x, y, x, err);
+    RETURN_DISPATCH(be, ENG_OP_UPSAMPLE_NEAREST2X, upsample_nearest2x, y, x, err);
 }
 
 int eng_op_attention(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const eng_tensor *v,
@@ -467,7 +483,7 @@ int eng_op_attention(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, co
     if (p->causal && q->shape[1] != k->shape[1])
         return eng_error_set(err, ENG_EINVAL, "attention: causal masking needs Nq == Nk (%lld != %lld)",
                              (long long)q->shape[1], (long long)k->shape[1]);
-    return DISPATCH(be, attention, o, q, k, v, bias, p, err);
+    RETURN_DISPATCH(be, ENG_OP_ATTENTION, attention, o, q, k, v, bias, p, err);
 }
 
 int eng_op_embedding(eng_tensor *y, const eng_tensor *table, const eng_tensor *ids, eng_error *err)
@@ -489,7 +505,7 @@ int eng_op_embedding(eng_tensor *y, const eng_tensor *table, const eng_tensor *i
         snprintf(want, sizeof want, "ids' shape plus a last dim %lld", (long long)table->shape[1]);
         return shape_error(op, "y", y, want, err);
     }
-    return DISPATCH(be, embedding, y, table, ids, err);
+    RETURN_DISPATCH(be, ENG_OP_EMBEDDING, embedding, y, table, ids, err);
 }
 
 int eng_op_transpose(eng_tensor *y, const eng_tensor *x, eng_error *err)
@@ -505,7 +521,7 @@ int eng_op_transpose(eng_tensor *y, const eng_tensor *x, eng_error *err)
                  (long long)x->shape[2], (long long)x->shape[1]);
         return shape_error("transpose", "y", y, want, err);
     }
-    return DISPATCH(be, transpose, y, x, err);
+    RETURN_DISPATCH(be, ENG_OP_TRANSPOSE, transpose, y, x, err);
 }
 
 int eng_op_permute(eng_tensor *y, const eng_tensor *x, const int *perm, eng_error *err)
@@ -538,7 +554,7 @@ int eng_op_permute(eng_tensor *y, const eng_tensor *x, const int *perm, eng_erro
             snprintf(want + n, sizeof want - n, "]");
         return shape_error("permute", "y", y, want, err);
     }
-    return DISPATCH(be, permute, y, x, perm, err);
+    RETURN_DISPATCH(be, ENG_OP_PERMUTE, permute, y, x, perm, err);
 }
 
 int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const eng_tensor *v,
@@ -568,13 +584,15 @@ int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const en
         return shape_error(op, "w2", w2, want, err);
     if (q->shape[1] < 1)
         return eng_error_set(err, ENG_EINVAL, "ttt: needs at least one token");
-    return DISPATCH(be, ttt, o, q, k, v, w1, w2, heads, err);
+    RETURN_DISPATCH(be, ENG_OP_TTT, ttt, o, q, k, v, w1, w2, heads, err);
 }
 
 void eng_backend_destroy(eng_backend *be)
 {
-    if (be)
-        be->destroy(be);
+    if (!be)
+        return;
+    eng_profiler_discard(be);
+    be->destroy(be);
 }
 
 int eng_tensor_upload(eng_tensor *dst, const void *host_src, eng_error *err)

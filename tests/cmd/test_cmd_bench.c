@@ -2,7 +2,8 @@
  * test_cmd_bench.c - `tttd bench`: the usage text names every option, bad options and values
  * are exit status 2, a model that cannot serve the size is 1, and short runs (the tiny fixture
  * model, the random model with a TTT map, a CFG loop) print their timing lines and leave no
- * temporary folder behind.
+ * temporary folder behind; --profile adds a table of the time per op kind, largest first, whose
+ * sum stays within the run's wall time.
  */
 #include <criterion/criterion.h>
 
@@ -50,7 +51,7 @@ Test(cmd_bench, help_names_every_option)
     run_result r = run("--help", NULL);
     cr_assert_eq(r.rc, 0);
     const char *opts[] = {"--cpu",    "--model", "--ttt",      "--width",  "--height", "--batch",
-                          "--tokens", "--steps", "--guidance", "--repeat", "--help"};
+                          "--tokens", "--steps", "--guidance", "--repeat", "--profile", "--help"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         cr_assert(strstr(r.out, opts[i]), "usage lacks %s", opts[i]);
     cr_assert_eq(r.err[0], '\0');
@@ -133,5 +134,93 @@ Test(cmd_bench, random_model_leaves_no_files)
     closedir(d);
     cr_assert_eq(entries, 0, "the temporary model folder was left in %s", tmp);
     rmdir(tmp);
+    done(&r);
+}
+
+/* The row of kind `name` in the profile table: its calls, total ms and mean us; 0 if absent. */
+static int profile_row(const char *table, const char *name, long long *calls, double *ms,
+                       double *mean_us)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\n  %s ", name);
+    const char *row = strstr(table, key);
+    double pct;
+    return row && sscanf(row + strlen(key), "%lld %lf %lf%% %lf", calls, ms, &pct, mean_us) == 4;
+}
+
+/* The table's rows, largest total first, and its "all ops" and "wall time" lines. */
+static void check_profile_table(const char *out, const char *const *kinds, int n_kinds)
+{
+    const char *table = strstr(out, "profile of one forward on cpu: ");
+    cr_assert(table, "no profile table in:\n%s", out);
+    cr_assert(strstr(table, "timed by the host clock around each op"), "%s", table);
+    cr_assert(strstr(table, "op kind"), "%s", table);
+    for (int i = 0; i < n_kinds; i++) {
+        long long calls = 0;
+        double ms = 0, mean = 0;
+        cr_assert(profile_row(table, kinds[i], &calls, &ms, &mean), "no %s row in:\n%s",
+                  kinds[i], table);
+        cr_expect_gt(calls, 0, "%s", kinds[i]);
+        cr_expect_gt(ms, 0.0, "%s", kinds[i]);
+        cr_expect_gt(mean, 0.0, "%s", kinds[i]);
+    }
+    /* Sorted by total: each kind row's ms is at most the one above it. */
+    const char *line = strstr(table, "mean us\n");
+    cr_assert(line);
+    line += strlen("mean us\n");
+    double prev = 1e300, all_ms = -1, wall_ms = -1, gaps_ms = 0;
+    long long all_calls = 0, sum_calls = 0;
+    int rows = 0;
+    while (*line == ' ') {
+        char name[64];
+        long long calls;
+        double ms;
+        if (sscanf(line, " all ops %lld %lf", &all_calls, &all_ms) == 2) {
+        } else if (sscanf(line, " wall time %lf", &wall_ms) == 1) {
+        } else if (sscanf(line, " host overhead and gaps between ops: %lf", &gaps_ms) == 1) {
+        } else {
+            cr_assert_eq(sscanf(line, " %63s %lld %lf", name, &calls, &ms), 3, "bad row: %.80s",
+                         line);
+            cr_expect_leq(ms, prev, "%s (%g ms) is below a smaller kind (%g ms)", name, ms, prev);
+            prev = ms, sum_calls += calls, rows++;
+        }
+        line = strchr(line, '\n');
+        cr_assert(line);
+        line++;
+    }
+    cr_expect_geq(rows, n_kinds);
+    cr_expect_eq(all_calls, sum_calls, "all ops: %lld calls, the rows sum to %lld", all_calls,
+                 sum_calls);
+    cr_expect_gt(all_ms, 0.0);
+    cr_expect_gt(wall_ms, 0.0);
+    cr_expect_leq(all_ms, wall_ms, "the ops' %g ms exceed the run's %g ms", all_ms, wall_ms);
+    cr_expect_float_eq(gaps_ms, wall_ms - all_ms, 2e-3);
+}
+
+Test(cmd_bench, profile_prints_a_table_per_op_kind)
+{
+    run_result r = run("--cpu", "--profile", "--repeat", "1", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "forward: median "), "%s", r.out);
+    const char *softmax[] = {"linear", "attention", "layer_norm", "rms_norm", "modulate"};
+    check_profile_table(r.out, softmax, 5);
+    done(&r);
+    r = run("--cpu", "--profile", "--repeat", "1", "--ttt", "all", "--width", "64", "--height",
+            "64", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    const char *ttt[] = {"linear", "ttt", "conv2d"};
+    check_profile_table(r.out, ttt, 3);
+    long long calls;
+    double ms, mean;
+    cr_expect(!profile_row(strstr(r.out, "profile of one"), "attention", &calls, &ms, &mean),
+              "every attention module is TTT, yet:\n%s", r.out);
+    done(&r);
+}
+
+Test(cmd_bench, no_profile_without_the_flag)
+{
+    run_result r = run("--cpu", "--repeat", "1", "--width", "64", "--height", "64", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_expect(!strstr(r.out, "profile of one"), "%s", r.out);
     done(&r);
 }

@@ -10,7 +10,9 @@
  *   - no NaN/Inf in the output (outputs are poisoned with NaN before the op, so an unwritten
  *     element fails here too);
  *   - the guard bytes after every CUDA buffer are unchanged, and so are the inputs.
- * convert is checked bit for bit against the CPU conversion instead.
+ * convert is checked bit for bit against the CPU conversion instead. Then the op profiler
+ * (engine/backend/profile.h) on this backend: exact counts per kind, positive times within the
+ * wall time, more ops than its first pool of events, and nothing counted while it is off.
  *
  * Usage: gpu_ops [--bench] [--filter SUBSTR] [--device N] [--cpu-as-gpu]
  *   --bench       times the larger cases on the GPU (median of cudaEvent-timed runs after
@@ -23,6 +25,7 @@
  */
 #include "engine/backend/backend.h"
 #include "engine/backend/backend_cuda.h"
+#include "engine/backend/profile.h"
 #include "kernels/cpu/k_cpu.h"
 #include "kernels/cuda/k_cuda.h"
 
@@ -32,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Bounds on the normalised MSE. F32 is tight enough to catch a TF32 GEMM (~1e-7). */
 #define NMSE_F32 1e-8
@@ -1092,6 +1096,88 @@ static void check_unsupported_dtype(void)
     eng_tensor_free(&y);
 }
 
+/* The op profiler on the backend under test: the CUDA events around each op. */
+static double host_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 3 linear, 1 attention and n_act act (on the weight: a small tensor): the ops a profile of
+ * it must count. */
+static int profiled_sequence(eng_tensor *t, int n_act, eng_error *err)
+{
+    eng_attention_params ap = {.heads = 8, .scale = 0.125f, .causal = 0};
+    for (int i = 0; i < 3; i++)
+        ENG_TRY(eng_op_linear(&t[1], &t[0], &t[2], NULL, err));
+    ENG_TRY(eng_op_attention(&t[3], &t[0], &t[0], &t[0], NULL, &ap, err));
+    for (int i = 0; i < n_act; i++)
+        ENG_TRY(eng_op_act(&t[2], &t[2], ENG_ACT_SILU, err));
+    return 0;
+}
+
+static void check_profiler(void)
+{
+    /* More act calls than the CUDA backend's first pool of 2048 events holds (2 per op). */
+    const int n_act = 1500;
+    eng_tensor t[4];
+    eng_error err = {0};
+    eng_profile p;
+    char what[96] = "";
+    float *host = xmalloc(2 * 512 * 512 * sizeof *host);
+    int ok = 1;
+    for (int i = 0; i < 4; i++)
+        die_on(i == 2 ? eng_tensor_init(&t[i], gpu, ENG_DTYPE_F32, ENG_SHAPE(512, 512), &err)
+                      : eng_tensor_init(&t[i], gpu, ENG_DTYPE_F32, ENG_SHAPE(2, 512, 512), &err),
+               &err, "tensor");
+    for (int64_t i = 0; i < 2 * 512 * 512; i++)
+        host[i] = rng_uniform(-0.05f, 0.05f);
+    die_on(eng_tensor_upload(&t[0], host, &err), &err, "upload");
+    die_on(eng_tensor_upload(&t[2], host, &err), &err, "upload");
+    die_on(profiled_sequence(t, 1, &err), &err, "warm-up"); /* off: counted nowhere */
+    for (int round = 0; ok && round < 2; round++) { /* the second reuses the events */
+        die_on(gpu->synchronize(gpu), &err, "synchronize");
+        die_on(eng_backend_profile_start(gpu, &err), &err, "profile start");
+        double t0 = host_ms();
+        die_on(profiled_sequence(t, n_act, &err), &err, "profiled ops");
+        die_on(gpu->synchronize(gpu), &err, "synchronize");
+        double wall = host_ms() - t0;
+        die_on(eng_backend_profile_stop(gpu, &p, &err), &err, "profile stop");
+        int64_t want[ENG_OP_KINDS] = {0};
+        want[ENG_OP_LINEAR] = 3, want[ENG_OP_ATTENTION] = 1, want[ENG_OP_ACT] = n_act;
+        for (int k = 0; ok && k < ENG_OP_KINDS; k++) {
+            ok = p.calls[k] == want[k] && (want[k] ? p.ms[k] > 0.0 : p.ms[k] == 0.0);
+            if (!ok)
+                snprintf(what, sizeof what, "round %d: %s: %lld calls (%lld expected), %g ms",
+                         round, eng_op_kind_name((eng_op_kind)k), (long long)p.calls[k],
+                         (long long)want[k], p.ms[k]);
+        }
+        if (ok && !(p.total_ms > 0.0 && p.total_ms <= wall + 0.01)) {
+            ok = 0;
+            snprintf(what, sizeof what, "round %d: ops %.3f ms, wall %.3f ms", round, p.total_ms,
+                     wall);
+        }
+    }
+    /* Off again: a profile started after ops run without one has nothing in it. */
+    die_on(profiled_sequence(t, 1, &err), &err, "ops");
+    die_on(eng_backend_profile_start(gpu, &err), &err, "profile start");
+    die_on(eng_backend_profile_stop(gpu, &p, &err), &err, "profile stop");
+    if (ok && p.total_calls != 0) {
+        ok = 0;
+        snprintf(what, sizeof what, "%lld ops counted while off", (long long)p.total_calls);
+    }
+    printf("%-4s %-18s %-44s %-4s %s\n", ok ? "ok" : "FAIL", "profile",
+           "exact counts, times within the wall time", "F32", what);
+    if (ok)
+        n_pass++;
+    else
+        n_fail++;
+    for (int i = 0; i < 4; i++)
+        eng_tensor_free(&t[i]);
+    free(host);
+}
+
 /* ---- --bench ---- */
 
 static int cmp_float(const void *a, const void *b)
@@ -1284,6 +1370,8 @@ int main(int argc, char **argv)
         check_embedding_oob();
         check_unsupported_dtype();
     }
+    if (!bench && (!filter || strstr("profile", filter)))
+        check_profiler();
     if (!bench) {
         printf("\nworst nmse per op:          F32         BF16\n");
         for (int op = 1; op < OP_COUNT; op++)
