@@ -9,9 +9,12 @@
 
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -781,4 +785,95 @@ double it_metric(const it_server *s, const char *sample)
     }
     it_response_free(&r);
     return v;
+}
+
+/* ---- raw HTTP on a socket (bytes curl would not send) ---- */
+
+int it_raw_connect(const it_server *s, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+void it_raw_send(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        cr_assert_gt(n, 0, "send: %s", strerror(errno));
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+char *it_raw_read(int fd, const char *until, int timeout_ms, size_t *len, int *closed)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    double deadline = it_now_ms() + timeout_ms;
+    *closed = 0;
+    for (;;) {
+        buf[n] = '\0';
+        if (until && strstr(buf, until))
+            break;
+        int left = (int)(deadline - it_now_ms());
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        if (cap - n < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            cr_assert_not_null(buf);
+        }
+        ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
+        if (got <= 0) {
+            *closed = 1;
+            break;
+        }
+        n += (size_t)got;
+    }
+    if (len)
+        *len = n;
+    return buf;
+}
+
+char *it_raw_exchange(const it_server *s, const char *req, size_t reqlen, int timeout_ms,
+                      size_t *len, int *closed)
+{
+    int fd = it_raw_connect(s, 0), gone;
+    it_raw_send(fd, req, reqlen);
+    char *out = it_raw_read(fd, NULL, timeout_ms, len, closed ? closed : &gone);
+    close(fd);
+    return out;
+}
+
+int it_raw_status(const char *answer)
+{
+    const char *p = answer;
+    while (p && !strncmp(p, "HTTP/1.", 7)) {
+        int st = atoi(p + 9);
+        if (st >= 200)
+            return st;
+        p = strstr(p, "\r\n\r\n");
+        if (p)
+            p += 4;
+    }
+    return 0;
+}
+
+const char *it_raw_body(const char *answer)
+{
+    const char *p = answer, *b;
+    while (!strncmp(p, "HTTP/1.", 7) && p[9] == '1' && (b = strstr(p, "\r\n\r\n")))
+        p = b + 4; /* an interim answer */
+    b = strstr(p, "\r\n\r\n");
+    return b ? b + 4 : "";
 }

@@ -147,6 +147,23 @@ void it_sleep_ms(int ms);
  * (malloc'ed). */
 char *it_stream_job_id(it_async *a);
 
+/*
+ * Raw HTTP, for bytes curl would not send. it_raw_connect: a TCP socket connected to the server
+ * (rcvbuf > 0: that SO_RCVBUF, set before connecting). it_raw_send: all of data. it_raw_read:
+ * what the server sent within timeout_ms, until it closed the connection (*closed = 1) or the
+ * text `until` arrived (NULL: the close only); NUL-terminated, malloc'ed, *len its length (len
+ * may be NULL). it_raw_exchange: one request on a new connection, read as it_raw_read does
+ * until the close (closed may be NULL). it_raw_status: the status of the final response (interim
+ * 1xx ones skipped), or 0. it_raw_body: the body after that response's header block.
+ */
+int it_raw_connect(const it_server *s, int rcvbuf);
+void it_raw_send(int fd, const char *data, size_t len);
+char *it_raw_read(int fd, const char *until, int timeout_ms, size_t *len, int *closed);
+char *it_raw_exchange(const it_server *s, const char *req, size_t reqlen, int timeout_ms,
+                      size_t *len, int *closed);
+int it_raw_status(const char *answer);
+const char *it_raw_body(const char *answer);
+
 /* Polls GET /v1/jobs/{id} until its "state" is one of the '|'-separated states (up to timeout_ms);
  * returns 1 when it got there. */
 int it_wait_job_state(const it_server *s, const char *id, const char *states, int timeout_ms);

@@ -43,55 +43,18 @@ TestSuite(security_strict, .fini = stop_server, .timeout = 60);
 
 /* ---- raw HTTP ---- */
 
-/*
- * Sends bytes as they are on a new connection to the server and returns everything it answers
- * until it closes the connection or 3 s pass (malloc'ed, NUL-terminated). *closed says which.
- */
+/* Bytes as they are on a new connection; everything the server answers until it closes the
+ * connection or 3 s pass (malloc'ed). *closed says which. */
 static char *raw_http(const it_server *s, const char *bytes, int *closed)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
-    size_t n = strlen(bytes);
-    cr_assert_eq(send(fd, bytes, n, MSG_NOSIGNAL), (ssize_t)n);
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
-    cr_assert(out);
-    double deadline = it_now_ms() + 3000;
-    *closed = 0;
-    while (len + 1 < cap) {
-        int left = (int)(deadline - it_now_ms());
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        ssize_t got = recv(fd, out + len, cap - 1 - len, 0);
-        if (got <= 0) {
-            *closed = 1;
-            break;
-        }
-        len += (size_t)got;
-    }
-    out[len] = '\0';
-    close(fd);
-    return out;
-}
-
-static int raw_status(const char *answer)
-{
-    int status = 0;
-    sscanf(answer, "HTTP/1.%*d %d", &status);
-    return status;
+    return it_raw_exchange(s, bytes, strlen(bytes), 3000, NULL, closed);
 }
 
 /* The answer is one JSON error with this status and code; the body follows the blank line. */
 static void expect_raw_error(const char *answer, int status, const char *code)
 {
-    cr_assert_eq(raw_status(answer), status, "expected %d %s, got:\n%s", status, code, answer);
-    const char *body = strstr(answer, "\r\n\r\n");
-    cr_assert(body, "%s", answer);
-    json_t *j = json_loads(body + 4, JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert_eq(it_raw_status(answer), status, "expected %d %s, got:\n%s", status, code, answer);
+    json_t *j = json_loads(it_raw_body(answer), JSON_DISABLE_EOF_CHECK, NULL);
     cr_assert(j, "not JSON: %s", answer);
     const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
     cr_assert(c && !strcmp(c, code), "code %s, expected %s: %s", c ? c : "(none)", code, answer);
@@ -322,7 +285,7 @@ Test(security_strict, http11_needs_exactly_one_host)
     free(a);
     /* HTTP/1.0 has no Host requirement (deploy/healthcheck.sh speaks it). */
     a = raw_http(&srv, "GET /healthz HTTP/1.0\r\n\r\n", &closed);
-    cr_assert_eq(raw_status(a), 200, "%s", a);
+    cr_assert_eq(it_raw_status(a), 200, "%s", a);
     free(a);
 }
 
