@@ -60,6 +60,7 @@ typedef struct bench_opts {
     int width, height, batch, tokens, steps, repeat;
     double guidance;
     int profile; /* 1: one more run with the op profiler on, and its table */
+    int graphs;  /* 0 off, 1 on: forwards recorded and replayed as graphs where the backend can */
 } bench_opts;
 
 /* The names a config's "ttt": {"preset": ...} takes; --preset's choices are rnd_shapes' names. */
@@ -114,6 +115,11 @@ static const cmd_arg bench_rows[] = {
      .help = "then one more run with the op profiler on, and a table of its time per op kind "
              "(calls, total ms, share of the run's wall time, mean us per call), largest first; "
              "the rest of the wall time is host overhead and gaps between ops"},
+    {.name = "graphs", .type = CMD_ARG_ENUM, .def = "on", .choices = "off|on", .metavar = "G",
+     .off = F(graphs),
+     .help = "on CUDA, record each forward shape once as a graph and replay it (one launch "
+             "instead of one per op; the warm-up and first timed run record it); off: every op "
+             "launched one by one. The profiled run is always op by op"},
 };
 
 static const cmd_args_spec bench_spec = {
@@ -550,7 +556,12 @@ static int bench_run(const bench_opts *o, FILE *out, eng_error *err)
         rc = eng_error_set(err, ENG_ENOMEM, "bench: out of memory");
         goto done;
     }
+    eng_mmdit_set_graphs(m, o->graphs);
     ENG_TRY_DONE(run_once(m, &in, o, &sch, &warm, err));
+    if (o->graphs) { /* the second run records the graph: keep it out of the timed runs */
+        double rec;
+        ENG_TRY_DONE(run_once(m, &in, o, &sch, &rec, err));
+    }
     for (int r = 0; r < o->repeat; r++)
         ENG_TRY_DONE(run_once(m, &in, o, &sch, &ms[r], err));
     qsort(ms, (size_t)o->repeat, sizeof *ms, cmp_double);

@@ -97,6 +97,20 @@ struct eng_backend {
     struct eng_profiler *prof;
 
     /*
+     * Graph capture, to replay a fixed sequence of ops with one launch (NULL on a backend without
+     * it, the CPU; a backend sets all four or none). capture_begin starts recording: the ops
+     * queued after it are recorded, not run, until capture_end, which returns the recording as an
+     * opaque graph (or fails, e.g. when an op synchronized or copied to the host meanwhile:
+     * then nothing stays recorded and capturing has ended). graph_launch queues one replay of
+     * the recorded ops on the same memory; graph_free releases a graph (NULL is a no-op).
+     * Between begin and end the caller must not allocate, copy to or from the host, or wait.
+     */
+    int (*capture_begin)(eng_backend *be, eng_error *err);
+    int (*capture_end)(eng_backend *be, void **graph, eng_error *err);
+    int (*graph_launch)(eng_backend *be, void *graph, eng_error *err);
+    void (*graph_free)(eng_backend *be, void *graph);
+
+    /*
      * The op set. Each returns 0 or a negative code and may fill err (a device
      * error, an out-of-range token id). Arguments have been checked by ops.c.
      */

@@ -219,6 +219,67 @@ static int cuda_timer_elapsed(eng_backend *be, int64_t a, int64_t b, float *ms, 
     return KRUN("profile (reading an event pair)", event_elapsed(st, a, b, ms));
 }
 
+/* ---- graph capture ---- */
+
+static int capture_begin(cudaStream_t s)
+{
+    /* Thread-local: another worker's allocations on its own thread do not spoil this capture. */
+    CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    return 0;
+}
+
+static int cuda_capture_begin(eng_backend *be, eng_error *err)
+{
+    return KRUN("graph capture (begin)", capture_begin(stream_of(be)));
+}
+
+static int capture_end(cudaStream_t s, cudaGraphExec_t *exec)
+{
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(s, &g);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* an invalidated capture leaves a non-sticky error */
+        if (g)
+            cudaGraphDestroy(g);
+        K_FAIL_RETURN("cudaStreamEndCapture", cudaGetErrorString(e));
+    }
+    e = cudaGraphInstantiate(exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        K_FAIL_RETURN("cudaGraphInstantiate", cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+static int cuda_capture_end(eng_backend *be, void **graph, eng_error *err)
+{
+    cudaGraphExec_t exec = NULL;
+    *graph = NULL;
+    ENG_TRY(KRUN("graph capture (end)", capture_end(stream_of(be), &exec)));
+    *graph = exec;
+    return 0;
+}
+
+static int graph_launch(cudaStream_t s, void *graph)
+{
+    CUDA_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, s));
+    return 0;
+}
+
+static int cuda_graph_launch(eng_backend *be, void *graph, eng_error *err)
+{
+    return KRUN("graph launch", graph_launch(stream_of(be), graph));
+}
+
+static void cuda_graph_free(eng_backend *be, void *graph)
+{
+    if (!graph || bind(be))
+        return;
+    cudaStreamSynchronize(stream_of(be)); /* a replay may still be queued */
+    cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 /* ---- ops ---- */
 
 static int copy_d2d(eng_backend *be, void *dst, const void *src, size_t nbytes)
@@ -468,6 +529,10 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->timer_reserve = cuda_timer_reserve;
     be->timer_record = cuda_timer_record;
     be->timer_elapsed = cuda_timer_elapsed;
+    be->capture_begin = cuda_capture_begin;
+    be->capture_end = cuda_capture_end;
+    be->graph_launch = cuda_graph_launch;
+    be->graph_free = cuda_graph_free;
     be->convert = cuda_convert;
     be->linear = cuda_linear;
     be->layer_norm = cuda_layer_norm;

@@ -37,6 +37,7 @@ void eng_mmdit_free(eng_mmdit *m)
 {
     if (!m)
         return;
+    mmdit_graphs_free(m);
     eng_arena_free(&m->arena);
     eng_weights_free(m->weights);
     free(m->blocks);
@@ -48,7 +49,7 @@ void eng_mmdit_free(eng_mmdit *m)
  * freq_i = exp(-ln(10000) * i / 128), features [cos(t freq), sin(t freq)]. Computed in float
  * step by step as get_timestep_embedding does in float32, so the rounding matches.
  */
-static void time_features(const float *t, int64_t B, float *f)
+void mmdit_time_features(const float *t, int64_t B, float *f)
 {
     const int half = MMDIT_TIME_CHANNELS / 2;
     const float c = (float)-log(10000.0);
@@ -62,17 +63,6 @@ static void time_features(const float *t, int64_t B, float *f)
     }
 }
 
-/* dst (an arena tensor in the model dtype) = host floats. */
-static int upload_f32(eng_mmdit *m, eng_tensor *dst, const float *host, eng_error *err)
-{
-    if (m->dtype == ENG_DTYPE_F32)
-        return eng_tensor_upload(dst, host, err);
-    eng_tensor f;
-    ENG_TRY(eng_arena_tensor(&m->arena, &f, ENG_DTYPE_F32, dst->ndim, dst->shape, err));
-    ENG_TRY(eng_tensor_upload(&f, host, err));
-    return eng_op_convert(dst, &f, err);
-}
-
 /* y = linear_2(SiLU(linear_1(x))): TimestepEmbedding and PixArtAlphaTextProjection alike. */
 static int mlp2(eng_mmdit *m, eng_tensor *y, const eng_tensor *x, wt w1, wt b1, wt w2, wt b2,
                 eng_error *err)
@@ -83,28 +73,51 @@ static int mlp2(eng_mmdit *m, eng_tensor *y, const eng_tensor *x, wt w1, wt b1, 
     return mmdit_linear(m, y, &h, w2, b2, err);
 }
 
-int eng_mmdit_time_embed(eng_mmdit *m, const float *t, const eng_tensor *pooled, eng_tensor *temb,
-                         eng_error *err)
+/* temb from the timestep features on the device (F32 [B, 256]). */
+static int time_embed_dev(eng_mmdit *m, const eng_tensor *tfeat, const eng_tensor *pooled,
+                          eng_tensor *temb, eng_error *err)
 {
-    if (!t || !pooled || pooled->ndim != 2)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: time embedding needs t and pooled [B, P]");
-    int64_t B = pooled->shape[0];
-    float *feat = malloc((size_t)B * MMDIT_TIME_CHANNELS * sizeof *feat);
-    if (!feat)
-        return eng_error_set(err, ENG_ENOMEM, "mmdit: out of memory");
-    time_features(t, B, feat);
-
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
     eng_tensor f, te, pe;
     int rc;
-    ENG_TRY_DONE(tmp(m, &f, ENG_SHAPE(B, MMDIT_TIME_CHANNELS), err));
-    ENG_TRY_DONE(upload_f32(m, &f, feat, err));
+    ENG_TRY_DONE(tmp(m, &f, tfeat->ndim, tfeat->shape, err));
+    ENG_TRY_DONE(eng_op_convert(&f, tfeat, err));
     ENG_TRY_DONE(mlp2(m, &te, &f, m->t1_w, m->t1_b, m->t2_w, m->t2_b, err));
     ENG_TRY_DONE(mlp2(m, &pe, pooled, m->p1_w, m->p1_b, m->p2_w, m->p2_b, err));
     ENG_TRY_DONE(eng_op_add(temb, &te, &pe, err));
 done:
     eng_arena_release(&m->arena, mark);
+    return rc;
+}
+
+/* tfeat: a new F32 arena tensor [B, 256] holding the features of the host timesteps t. */
+static int upload_features(eng_mmdit *m, eng_tensor *tfeat, const float *t, int64_t B,
+                           eng_error *err)
+{
+    float *feat = malloc((size_t)B * MMDIT_TIME_CHANNELS * sizeof *feat);
+    int rc;
+    if (!feat)
+        return eng_error_set(err, ENG_ENOMEM, "mmdit: out of memory");
+    mmdit_time_features(t, B, feat);
+    rc = eng_arena_tensor(&m->arena, tfeat, ENG_DTYPE_F32, ENG_SHAPE(B, MMDIT_TIME_CHANNELS), err);
+    if (!rc)
+        rc = eng_tensor_upload(tfeat, feat, err);
     free(feat);
+    return rc;
+}
+
+int eng_mmdit_time_embed(eng_mmdit *m, const float *t, const eng_tensor *pooled, eng_tensor *temb,
+                         eng_error *err)
+{
+    if (!t || !pooled || pooled->ndim != 2)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: time embedding needs t and pooled [B, P]");
+    eng_arena_mark mark = eng_arena_get_mark(&m->arena);
+    eng_tensor f;
+    int rc;
+    ENG_TRY_DONE(upload_features(m, &f, t, pooled->shape[0], err));
+    rc = time_embed_dev(m, &f, pooled, temb, err);
+done:
+    eng_arena_release(&m->arena, mark);
     return rc;
 }
 
@@ -248,12 +261,10 @@ static int check_forward(const eng_mmdit *m, const eng_tensor *x, const float *t
     return 0;
 }
 
-int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
-                      const eng_tensor *pooled, eng_tensor *out, eng_error *err)
+int mmdit_forward_body(eng_mmdit *m, const eng_tensor *x, const eng_tensor *tfeat,
+                       const eng_tensor *ctx, const eng_tensor *pooled, eng_tensor *out,
+                       eng_error *err)
 {
-    if (!m)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: model is NULL");
-    ENG_TRY(check_forward(m, x, t, ctx, pooled, out, err));
     const eng_transformer_config *c = &m->cfg;
     int64_t B = x->shape[0], C = c->inner_dim, Nt = ctx->shape[1];
     int gh = (int)(x->shape[2] / c->patch_size), gw = (int)(x->shape[3] / c->patch_size);
@@ -264,12 +275,30 @@ int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const e
     ENG_TRY_DONE(tmp(m, &temb, ENG_SHAPE(B, C), err));
     ENG_TRY_DONE(tmp(m, &hidden, ENG_SHAPE(B, (int64_t)gh * gw, C), err));
     ENG_TRY_DONE(tmp(m, &context, ENG_SHAPE(B, Nt, C), err));
-    ENG_TRY_DONE(eng_mmdit_time_embed(m, t, pooled, &temb, err));
+    ENG_TRY_DONE(time_embed_dev(m, tfeat, pooled, &temb, err));
     ENG_TRY_DONE(eng_mmdit_patch_embed(m, x, &hidden, err));
     ENG_TRY_DONE(eng_mmdit_context_embed(m, ctx, &context, err));
     for (int i = 0; i < c->num_layers; i++)
         ENG_TRY_DONE(eng_mmdit_block(m, i, &hidden, &context, &temb, gh, gw, err));
     ENG_TRY_DONE(eng_mmdit_final(m, &hidden, &temb, gh, gw, out, err));
+done:
+    eng_arena_release(&m->arena, mark);
+    return rc;
+}
+
+int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
+                      const eng_tensor *pooled, eng_tensor *out, eng_error *err)
+{
+    if (!m)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: model is NULL");
+    ENG_TRY(check_forward(m, x, t, ctx, pooled, out, err));
+    if (mmdit_graph_usable(m))
+        return mmdit_graph_forward(m, x, t, ctx, pooled, out, err);
+    eng_arena_mark mark = eng_arena_get_mark(&m->arena);
+    eng_tensor tfeat;
+    int rc;
+    ENG_TRY_DONE(upload_features(m, &tfeat, t, x->shape[0], err));
+    rc = mmdit_forward_body(m, x, &tfeat, ctx, pooled, out, err);
 done:
     eng_arena_release(&m->arena, mark);
     return rc;

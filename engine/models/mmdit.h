@@ -45,4 +45,14 @@ eng_dtype eng_mmdit_dtype(const eng_mmdit *m);
 int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
                       const eng_tensor *pooled, eng_tensor *out, eng_error *err);
 
+/*
+ * Graphs (on by default): on a backend that records op sequences (CUDA graphs), the forward of
+ * each input shape runs eagerly once, is recorded the second time and replayed from then on, so
+ * that a small model is not bound by kernel launches. The inputs are copied into buffers the graph
+ * owns and the output out of them (a few device copies), and up to MMDIT_GRAPHS shapes are kept.
+ * Results equal the eager forward's. Off, or while a profile runs, every forward runs eagerly.
+ * Turning them off releases the recorded graphs.
+ */
+void eng_mmdit_set_graphs(eng_mmdit *m, int on);
+
 #endif

@@ -38,6 +38,31 @@ typedef struct mmdit_block {
     wt ffc1_w, ffc1_b, ffc2_w, ffc2_b; /* ff_context; NULL when pre_only */
 } mmdit_block;
 
+/*
+ * A forward recorded as a backend graph (mmdit_graph.c) for one input shape: the staging tensors
+ * it reads and writes (the caller's tensors are copied in and out around a replay, so one graph
+ * serves every request of its shape) and the arena block it was recorded on.
+ */
+typedef enum mmdit_graph_state {
+    MMDIT_GRAPH_FRESH = 0,   /* the next forward of this shape runs eagerly on the staging */
+    MMDIT_GRAPH_WARM = 1,    /* warmed up (arena, plans and scratch sized): the next one records */
+    MMDIT_GRAPH_READY = 2,   /* recorded: forwards replay it */
+    MMDIT_GRAPH_FAILED = -1, /* recording failed: this shape runs eagerly */
+} mmdit_graph_state;
+
+typedef struct mmdit_graph {
+    int64_t B, H, W, Nt;                   /* the key */
+    mmdit_graph_state state;
+    void *graph;                           /* the backend's graph, once READY */
+    eng_tensor x, tfeat, ctx, pooled, out; /* staging; tfeat is F32 [B, 256] */
+    void *arena_base;                      /* the arena block the graph uses */
+    size_t arena_cap;
+    uint64_t last_use;
+} mmdit_graph;
+
+/* Shapes kept at once; the least recently used is dropped for a new one. */
+#define MMDIT_GRAPHS 4
+
 struct eng_mmdit {
     eng_transformer_config cfg;
     eng_backend *be;
@@ -53,10 +78,37 @@ struct eng_mmdit {
     wt out_norm_w, out_norm_b; /* norm_out.linear [2C, C]: (scale, shift) */
     wt proj_w, proj_b;         /* proj_out [p*p*out, C] */
     mmdit_block *blocks;       /* num_layers */
+
+    int graphs_on;                       /* record and replay forwards where the backend can */
+    mmdit_graph graphs[MMDIT_GRAPHS];
+    uint64_t graph_clock;
 };
 
 /* Channels of the sinusoidal timestep features (diffusers' Timesteps(256, ...)). */
 #define MMDIT_TIME_CHANNELS 256
+
+/* ---- mmdit.c: the forward on device inputs ---- */
+
+/* The forward of eng_mmdit_forward with the timestep features tfeat (F32 [B, 256] on m's
+ * backend) in place of the host timesteps; no host copy, allocation or wait once the arena holds
+ * the shape (so that it can be recorded as a graph). */
+int mmdit_forward_body(eng_mmdit *m, const eng_tensor *x, const eng_tensor *tfeat,
+                       const eng_tensor *ctx, const eng_tensor *pooled, eng_tensor *out,
+                       eng_error *err);
+/* f[B, 256] = diffusers' sinusoidal features of the B host timesteps t. */
+void mmdit_time_features(const float *t, int64_t B, float *f);
+
+/* ---- mmdit_graph.c ---- */
+
+/* 1 when forwards on m can be replayed as graphs now (the backend records graphs, they are on,
+ * and no profile is running). */
+int mmdit_graph_usable(const eng_mmdit *m);
+/* eng_mmdit_forward through the shape's graph (warming up, recording or replaying it);
+ * arguments already checked. */
+int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
+                        const eng_tensor *pooled, eng_tensor *out, eng_error *err);
+/* Releases every graph and its staging. */
+void mmdit_graphs_free(eng_mmdit *m);
 
 /* ---- mmdit_load.c ---- */
 

@@ -197,6 +197,7 @@ int eng_mmdit_load(eng_mmdit **out, const char *path, eng_backend *be, eng_dtype
     m->be = be;
     m->dtype = dtype;
     eng_arena_init(&m->arena, be);
+    m->graphs_on = 1;
 
     if (S_ISDIR(sb.st_mode)) {
         char cfg_path[4096];

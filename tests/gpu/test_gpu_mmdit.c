@@ -138,6 +138,63 @@ done:
     eng_mmdit_free(m);
 }
 
+/*
+ * The forward replayed from a recorded graph equals the forward launched op by op, bit for bit
+ * (the same kernels on the same data), on every replay; and a replay after another shape ran
+ * still does.
+ */
+static void test_graph(eng_backend *be, const eng_safetensors *io, eng_dtype dt)
+{
+    eng_error err = {0};
+    eng_mmdit *m = NULL;
+    eng_tensor x = {0}, ctx = {0}, pooled = {0}, eager = {0}, out = {0};
+    eng_tensor out2 = {0};
+    int64_t nt = 0, n = 0;
+    float *t = NULL;
+    void *he = NULL, *hg = NULL;
+    double diff = NAN;
+
+    if (eng_mmdit_load(&m, FIX "/mmdit/ttt_mixed/transformer", be, dt, &err) ||
+        upload(be, io, "x", dt, &x, &err) || upload(be, io, "ctx", dt, &ctx, &err) ||
+        upload(be, io, "pooled", dt, &pooled, &err) || !(t = fixture(io, "t", &nt)) ||
+        eng_tensor_init(&eager, be, dt, x.ndim, x.shape, &err) ||
+        eng_tensor_init(&out, be, dt, x.ndim, x.shape, &err))
+        goto done;
+    n = eng_tensor_nbytes(&out);
+    he = malloc((size_t)n), hg = malloc((size_t)n);
+    eng_mmdit_set_graphs(m, 0);
+    if (!he || !hg || eng_mmdit_forward(m, &x, t, &ctx, &pooled, &eager, &err) ||
+        eng_tensor_download(&eager, he, &err))
+        goto done;
+    eng_mmdit_set_graphs(m, 1);
+    diff = 0;
+    /* 1: eager on the staging, 2: recorded, 3-4: replays, 5: a replay after another shape. */
+    for (int r = 0; r < 5 && diff == 0; r++) {
+        if (r == 4 && x.shape[0] > 1) { /* batch 1 (another slot) in between */
+            int64_t sx[4] = {1, x.shape[1], x.shape[2], x.shape[3]};
+            int64_t sc[3] = {1, ctx.shape[1], ctx.shape[2]}, sp[2] = {1, pooled.shape[1]};
+            eng_tensor xv = eng_tensor_view(x.data, be, dt, 4, sx);
+            eng_tensor cv = eng_tensor_view(ctx.data, be, dt, 3, sc);
+            eng_tensor pv = eng_tensor_view(pooled.data, be, dt, 2, sp);
+            if (eng_tensor_init(&out2, be, dt, 4, sx, &err) ||
+                eng_mmdit_forward(m, &xv, t, &cv, &pv, &out2, &err))
+                goto done;
+        }
+        if (eng_op_scale(&out, &eager, -1.0f, &err) || /* poison: the replay must overwrite it */
+            eng_mmdit_forward(m, &x, t, &ctx, &pooled, &out, &err) ||
+            eng_tensor_download(&out, hg, &err))
+            goto done;
+        diff = memcmp(he, hg, (size_t)n) ? 1.0 : 0.0;
+    }
+done:
+    report(diff == 0, "forward replayed from a graph == op by op (5 runs, bitwise)",
+           eng_dtype_name(dt), diff, err.msg[0] ? err.msg : NULL);
+    eng_tensor_free(&x), eng_tensor_free(&ctx), eng_tensor_free(&pooled);
+    eng_tensor_free(&eager), eng_tensor_free(&out), eng_tensor_free(&out2);
+    free(t), free(he), free(hg);
+    eng_mmdit_free(m);
+}
+
 static void test_loop(eng_backend *be, eng_dtype dt)
 {
     eng_error err = {0};
@@ -249,6 +306,7 @@ int main(void)
     for (int d = 0; d < 2; d++) {
         for (int v = 0; v < 3; v++)
             test_forward(be, io, variants[v], dts[d]);
+        test_graph(be, io, dts[d]);
         test_loop(be, dts[d]);
         test_pipeline(be, dts[d]);
     }
