@@ -150,6 +150,10 @@ struct eng_backend {
     int (*ttt)(eng_backend *be, eng_tensor *o, const eng_tensor *q, const eng_tensor *k,
                const eng_tensor *v, const eng_tensor *w1, const eng_tensor *w2, int heads,
                eng_error *err);
+    int (*ttt_local)(eng_backend *be, eng_tensor *q2, eng_tensor *k2, const eng_tensor *q,
+                     const eng_tensor *k, const eng_tensor *qw, const eng_tensor *qb,
+                     const eng_tensor *kw, const eng_tensor *kb, int gh, int gw, float eps,
+                     eng_error *err);
 };
 
 /* Backends. Each returns NULL on failure and fills err. */
@@ -237,5 +241,18 @@ int eng_op_permute(eng_tensor *y, const eng_tensor *x, const int *perm, eng_erro
  */
 int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const eng_tensor *v,
                const eng_tensor *w1, const eng_tensor *w2, int heads, eng_error *err);
+/*
+ * The input transform of a TTT module, DESIGN.md section 4 steps 2 and 3, in one op: q, k
+ * [B, N, C] whose first gh * gw tokens are the image patches (row-major on the gh x gw grid) and
+ * the rest text. For every sample and channel:
+ *   k' = (k - mean) / sqrt(var + eps)    mean and biased var over all N tokens (the key norm)
+ *   k2 = k' + DWConv3x3(k') + kb         on the image tokens; k2 = k' on the text tokens
+ *   q2 = q + DWConv3x3(q) + qb           on the image tokens; q2 = q on the text tokens
+ * DWConv3x3 is depthwise with zero padding 1, qw and kw [C, 1, 3, 3], qb and kb [C].
+ * q2, k2 are new tensors of q's shape (no aliasing).
+ */
+int eng_op_ttt_local(eng_tensor *q2, eng_tensor *k2, const eng_tensor *q, const eng_tensor *k,
+                     const eng_tensor *qw, const eng_tensor *qb, const eng_tensor *kw,
+                     const eng_tensor *kb, int gh, int gw, float eps, eng_error *err);
 
 #endif

@@ -306,6 +306,19 @@ static int cpu_ttt(eng_backend *be, eng_tensor *o, const eng_tensor *q, const en
     return 0;
 }
 
+static int cpu_ttt_local(eng_backend *be, eng_tensor *q2, eng_tensor *k2, const eng_tensor *q,
+                         const eng_tensor *k, const eng_tensor *qw, const eng_tensor *qb,
+                         const eng_tensor *kw, const eng_tensor *kb, int gh, int gw, float eps,
+                         eng_error *err)
+{
+    (void)be;
+    ENG_TRY(need_f32("ttt_local", q2, err));
+    if (k_cpu_ttt_local(F(q2), F(k2), CF(q), CF(k), CF(qw), CF(qb), CF(kw), CF(kb), q->shape[0],
+                        q->shape[1], q->shape[2], gh, gw, eps))
+        return eng_error_set(err, ENG_ENOMEM, "ttt_local: cannot allocate scratch");
+    return 0;
+}
+
 eng_backend *eng_backend_cpu_create(eng_error *err)
 {
     eng_backend *be = calloc(1, sizeof *be);
@@ -341,5 +354,6 @@ eng_backend *eng_backend_cpu_create(eng_error *err)
     be->transpose = cpu_transpose;
     be->permute = cpu_permute;
     be->ttt = cpu_ttt;
+    be->ttt_local = cpu_ttt_local;
     return be;
 }

@@ -473,6 +473,17 @@ static int cuda_ttt(eng_backend *be, eng_tensor *o, const eng_tensor *q, const e
                                   q->shape[2] / heads));
 }
 
+static int cuda_ttt_local(eng_backend *be, eng_tensor *q2, eng_tensor *k2, const eng_tensor *q,
+                          const eng_tensor *k, const eng_tensor *qw, const eng_tensor *qb,
+                          const eng_tensor *kw, const eng_tensor *kb, int gh, int gw, float eps,
+                          eng_error *err)
+{
+    DT("ttt_local", q2);
+    return KRUN("ttt_local", k_cuda_ttt_local(kctx(be), dt, q2->data, k2->data, q->data, k->data,
+                                              qw->data, qb->data, kw->data, kb->data, q->shape[0],
+                                              q->shape[1], q->shape[2], gh, gw, eps));
+}
+
 /* ---- construction ---- */
 
 int eng_backend_cuda_available(void)
@@ -553,6 +564,7 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->transpose = cuda_transpose;
     be->permute = cuda_permute;
     be->ttt = cuda_ttt;
+    be->ttt_local = cuda_ttt_local;
     return be;
 
 fail:

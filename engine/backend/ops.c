@@ -587,6 +587,47 @@ int eng_op_ttt(eng_tensor *o, const eng_tensor *q, const eng_tensor *k, const en
     RETURN_DISPATCH(be, ENG_OP_TTT, ttt, o, q, k, v, w1, w2, heads, err);
 }
 
+int eng_op_ttt_local(eng_tensor *q2, eng_tensor *k2, const eng_tensor *q, const eng_tensor *k,
+                     const eng_tensor *qw, const eng_tensor *qb, const eng_tensor *kw,
+                     const eng_tensor *kb, int gh, int gw, float eps, eng_error *err)
+{
+    const char *op = "ttt_local";
+    eng_backend *be = NULL;
+    char want[96];
+    ENG_TRY(backend_of(op, "q2", q2, &be, err));
+    ENG_TRY(input(op, "k2", k2, be, q2, err));
+    ENG_TRY(input(op, "q", q, be, q2, err));
+    ENG_TRY(input(op, "k", k, be, q2, err));
+    ENG_TRY(input(op, "qw", qw, be, q2, err));
+    ENG_TRY(input(op, "qb", qb, be, q2, err));
+    ENG_TRY(input(op, "kw", kw, be, q2, err));
+    ENG_TRY(input(op, "kb", kb, be, q2, err));
+    ENG_TRY(want_rank(op, "q", q, 3, 3, err));
+    ENG_TRY(want_same_shape(op, "k", k, q, "q", err));
+    ENG_TRY(want_same_shape(op, "q2", q2, q, "q", err));
+    ENG_TRY(want_same_shape(op, "k2", k2, q, "q", err));
+    int64_t C = q->shape[2];
+    snprintf(want, sizeof want, "[%lld, 1, 3, 3]", (long long)C);
+    if (qw->ndim != 4 || qw->shape[0] != C || qw->shape[1] != 1 || qw->shape[2] != 3 ||
+        qw->shape[3] != 3)
+        return shape_error(op, "qw", qw, want, err);
+    ENG_TRY(want_same_shape(op, "kw", kw, qw, "qw", err));
+    snprintf(want, sizeof want, "[%lld]", (long long)C);
+    if (qb->ndim != 1 || qb->shape[0] != C)
+        return shape_error(op, "qb", qb, want, err);
+    ENG_TRY(want_same_shape(op, "kb", kb, qb, "qb", err));
+    if (gh < 1 || gw < 1 || (int64_t)gh * gw > q->shape[1])
+        return eng_error_set(err, ENG_EINVAL, "ttt_local: a %d x %d grid does not fit %lld tokens",
+                             gh, gw, (long long)q->shape[1]);
+    if (!(eps > 0.0f))
+        return eng_error_set(err, ENG_EINVAL, "ttt_local: eps %g, expected > 0", (double)eps);
+    if (q2->data == q->data || q2->data == k->data || k2->data == q->data ||
+        k2->data == k->data || q2->data == k2->data)
+        return eng_error_set(err, ENG_EINVAL, "ttt_local: outputs must not alias inputs");
+    RETURN_DISPATCH(be, ENG_OP_TTT_LOCAL, ttt_local, q2, k2, q, k, qw, qb, kw, kb, gh, gw, eps,
+                    err);
+}
+
 void eng_backend_destroy(eng_backend *be)
 {
     if (!be)

@@ -86,58 +86,20 @@ static int join(eng_mmdit *m, eng_tensor *y, const eng_tensor *a, const eng_tens
 }
 
 /*
- * y[B, N, C] = x with its first Ni (image) tokens replaced by img + DWConv3x3(img) on the gh x gw
- * grid (depthwise, padding 1, with bias); the text tokens after them are copied unchanged.
- */
-static int local_conv(eng_mmdit *m, eng_tensor *y, const eng_tensor *x, int gh, int gw, wt w,
-                      wt b, eng_error *err)
-{
-    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2], Ni = (int64_t)gh * gw;
-    eng_tensor img = *x, txt, grid, conv, back;
-    eng_conv2d_params p = {1, 1, 1, 1, (int)C};
-
-    if (N > Ni) {
-        ENG_TRY(tmp(m, &img, ENG_SHAPE(B, Ni, C), err));
-        ENG_TRY(tmp(m, &txt, ENG_SHAPE(B, N - Ni, C), err));
-        ENG_TRY(eng_op_split_tokens(&img, &txt, x, err));
-    }
-    ENG_TRY(tmp(m, &grid, ENG_SHAPE(B, C, Ni), err));
-    ENG_TRY(eng_op_transpose(&grid, &img, err));
-    eng_tensor g4 = view(&grid, ENG_SHAPE(B, C, gh, gw));
-    ENG_TRY(tmp(m, &conv, ENG_SHAPE(B, C, gh, gw), err));
-    ENG_TRY(eng_op_conv2d(&conv, &g4, w, b, &p, err));
-    ENG_TRY(eng_op_add(&conv, &conv, &g4, err)); /* the residual: x + conv(x) */
-    eng_tensor c3 = view(&conv, ENG_SHAPE(B, C, Ni));
-    if (N == Ni) {
-        ENG_TRY(tmp(m, y, ENG_SHAPE(B, Ni, C), err));
-        return eng_op_transpose(y, &c3, err);
-    }
-    ENG_TRY(tmp(m, &back, ENG_SHAPE(B, Ni, C), err));
-    ENG_TRY(eng_op_transpose(&back, &c3, err));
-    return join(m, y, &back, &txt, err);
-}
-
-/*
- * The TTT module's inputs after projection and q/k RMSNorm: the key instance norm (per sample
- * and channel over all N tokens of the module, biased variance, eps 1), then the local
- * depthwise convolution with residual on the image tokens of q and k.
+ * The TTT module's inputs after projection and q/k RMSNorm (one op, eng_op_ttt_local): the key
+ * instance norm (per sample and channel over all N tokens of the module, biased variance, eps 1),
+ * then the local depthwise convolution with residual on the image tokens of q and k.
  */
 static int ttt_inputs(eng_mmdit *m, const mmdit_attn *a, eng_tensor *q, eng_tensor *k, int gh,
                       int gw, eng_error *err)
 {
-    int64_t B = k->shape[0], N = k->shape[1], C = k->shape[2];
-    eng_tensor kt, kn, k2, q2, k3;
-
-    ENG_TRY(tmp(m, &kt, ENG_SHAPE(B, C, N), err));
-    ENG_TRY(eng_op_transpose(&kt, k, err));
-    ENG_TRY(tmp(m, &kn, ENG_SHAPE(B, C, N), err));
-    ENG_TRY(eng_op_layer_norm(&kn, &kt, NULL, NULL, TTT_KEY_EPS, err));
-    ENG_TRY(tmp(m, &k2, ENG_SHAPE(B, N, C), err));
-    ENG_TRY(eng_op_transpose(&k2, &kn, err));
-    ENG_TRY(local_conv(m, &q2, q, gh, gw, a->qconv_w, a->qconv_b, err));
-    ENG_TRY(local_conv(m, &k3, &k2, gh, gw, a->kconv_w, a->kconv_b, err));
+    eng_tensor q2, k2;
+    ENG_TRY(tmp(m, &q2, q->ndim, q->shape, err));
+    ENG_TRY(tmp(m, &k2, k->ndim, k->shape, err));
+    ENG_TRY(eng_op_ttt_local(&q2, &k2, q, k, a->qconv_w, a->qconv_b, a->kconv_w, a->kconv_b, gh,
+                             gw, TTT_KEY_EPS, err));
     *q = q2;
-    *k = k3;
+    *k = k2;
     return 0;
 }
 

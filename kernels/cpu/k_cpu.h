@@ -102,4 +102,14 @@ void k_cpu_permute(void *y, const void *x, int ndim, const int64_t *shape, const
 int k_cpu_ttt(float *o, const float *q, const float *k, const float *v, const float *w1,
               const float *w2, int64_t B, int64_t N, int64_t h, int64_t d);
 
+/*
+ * The input transform of a TTT module (engine/backend/backend.h, eng_op_ttt_local): the key norm
+ * of k over the N tokens of each sample, then q and the normalised k each plus their depthwise
+ * 3x3 convolution on the first gh * gw (image) tokens. q, k, q2, k2 [B, N, C]; qw, kw [C, 1, 3, 3];
+ * qb, kb [C]. Returns 0, or -1 when scratch memory cannot be allocated.
+ */
+int k_cpu_ttt_local(float *q2, float *k2, const float *q, const float *k, const float *qw,
+                    const float *qb, const float *kw, const float *kb, int64_t B, int64_t N,
+                    int64_t C, int gh, int gw, float eps);
+
 #endif

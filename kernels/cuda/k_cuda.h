@@ -239,6 +239,15 @@ int64_t k_cuda_ttt_heads_per_chunk(const k_cuda_ctx *ctx, k_dtype dt, int64_t N,
 int k_cuda_ttt(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k, const void *v,
                const void *w1, const void *w2, int64_t B, int64_t N, int64_t h, int64_t d);
 
+/*
+ * The input transform of a TTT module (engine/backend/backend.h, eng_op_ttt_local; the reference
+ * is kernels/cpu/ttt_local.c): q, k, q2, k2 [B, N, C], the first gh * gw tokens image patches;
+ * qw, kw [C, 1, 3, 3], qb, kb [C]; statistics in double, the rest in fp32; scratch from ctx.
+ */
+int k_cuda_ttt_local(k_cuda_ctx *ctx, k_dtype dt, void *q2, void *k2, const void *q,
+                     const void *k, const void *qw, const void *qb, const void *kw, const void *kb,
+                     int64_t B, int64_t N, int64_t C, int gh, int gw, float eps);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,13 +66,13 @@ static float rng_uniform(float lo, float hi)
 enum {
     OP_CONVERT, OP_LINEAR, OP_LAYER_NORM, OP_RMS_NORM, OP_GROUP_NORM, OP_ACT, OP_SOFTMAX,
     OP_BINARY, OP_SCALE, OP_MODULATE, OP_GATED_ADD, OP_CONCAT, OP_SPLIT, OP_CONV2D, OP_UPSAMPLE,
-    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_COUNT
+    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_TTT_LOCAL, OP_COUNT
 };
 
 static const char *op_names[OP_COUNT] = {
     "convert", "linear", "layer_norm", "rms_norm", "group_norm", "act", "softmax", "binary",
     "scale", "modulate", "gated_add", "concat_tokens", "split_tokens", "conv2d",
-    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt",
+    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt", "ttt_local",
 };
 
 /* Flags. */
@@ -97,7 +97,7 @@ static const char *op_names[OP_COUNT] = {
  *   upsample B, C, H, W                 attention B, Nq, Nk, h, d
  *   embedding V, C, n                   transpose B, X, Y
  *   permute ndim, shape[0..ndim-1], perm (one hex digit per entry, perm[0] first: 0x051324)
- *   ttt B, N, h, d
+ *   ttt B, N, h, d                      ttt_local B, gh, gw, Nt, C (eps in f)
  */
 typedef struct tcase {
     int op;
@@ -254,6 +254,15 @@ static const tcase cases[] = {
     CASE(OP_TTT, F_MISALIGN, 0, 0, 1, 33, 2, 32),
     CASE(OP_TTT, F_CHUNK, 0, 0, 2, 50, 5, 16),    /* heads in chunks of 2, 2, 1 */
     CASE(OP_TTT, 0, 0, 1, 2, 4096 + 333, 24, 64), /* SD3.5-M joint module at 1024 px */
+
+    /* ttt_local: B, gh, gw, Nt, C; key-norm eps 1 */
+    CASE(OP_TTT_LOCAL, 0, 1.0f, 0, 1, 1, 1, 0, 3),
+    CASE(OP_TTT_LOCAL, 0, 1.0f, 0, 2, 4, 6, 5, 32),        /* the tiny test model's shape */
+    CASE(OP_TTT_LOCAL, 0, 1.0f, 0, 3, 7, 5, 3, 65),        /* odd grid and channels */
+    CASE(OP_TTT_LOCAL, 0, 1e-6f, 0, 1, 9, 1, 0, 7),        /* a one-column grid, image only */
+    CASE(OP_TTT_LOCAL, F_MISALIGN, 1.0f, 0, 2, 5, 8, 11, 24),
+    CASE(OP_TTT_LOCAL, 0, 1.0f, 1, 2, 64, 64, 333, 1536),  /* SD3.5-M joint module at 1024 px */
+    CASE(OP_TTT_LOCAL, 0, 1.0f, 1, 2, 128, 128, 0, 1536),  /* attn2 at 2048 px */
 };
 
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
@@ -271,7 +280,7 @@ typedef struct tspec {
     int masked;     /* -inf entries (attention bias) */
 } tspec;
 
-#define MAX_IN 5
+#define MAX_IN 6
 #define MAX_OUT 2
 
 typedef struct layout {
@@ -484,6 +493,21 @@ static void build(const tcase *c, layout *L)
         L->flops = 14.0 * B * h * N * d * d; /* seven N x d x d GEMMs per head */
         break;
     }
+    case OP_TTT_LOCAL: {
+        /* k off-centre (the key norm must remove a mean), conv weights of a 3x3 init's scale. */
+        int64_t B = p[0], N = p[1] * p[2] + p[3], C = p[4];
+        L->nin = 6;
+        L->in[0] = SPEC(-1.7f, 1.7f, B, N, C);
+        L->in[1] = SPEC(-1.0f, 2.5f, B, N, C);
+        L->in[2] = SPEC(-0.33f, 0.33f, C, 1, 3, 3);
+        L->in[3] = SPEC(-0.33f, 0.33f, C);
+        L->in[4] = SPEC(-0.33f, 0.33f, C, 1, 3, 3);
+        L->in[5] = SPEC(-0.33f, 0.33f, C);
+        L->nout = 2;
+        L->out[0] = SPEC(0, 0, B, N, C);
+        L->out[1] = SPEC(0, 0, B, N, C);
+        break;
+    }
     }
 }
 
@@ -523,6 +547,9 @@ static int call(const tcase *c, eng_tensor *out, eng_tensor **in, eng_error *err
         return eng_op_permute(&out[0], in[0], perm, err);
     }
     case OP_TTT: return eng_op_ttt(&out[0], in[0], in[1], in[2], in[3], in[4], (int)p[2], err);
+    case OP_TTT_LOCAL:
+        return eng_op_ttt_local(&out[0], &out[1], in[0], in[1], in[2], in[3], in[4], in[5],
+                                (int)p[1], (int)p[2], c->f, err);
     }
     return eng_error_set(err, ENG_EINVAL, "unknown op %d", c->op);
 }
@@ -565,6 +592,11 @@ static void describe(const tcase *c, char *buf, size_t len)
     case OP_TTT:
         n = snprintf(buf, len, "B%lld N%lld h%lld d%lld", (long long)p[0], (long long)p[1],
                      (long long)p[2], (long long)p[3]);
+        break;
+    case OP_TTT_LOCAL:
+        n = snprintf(buf, len, "B%lld %lldx%lld+%lld C%lld eps%g", (long long)p[0],
+                     (long long)p[1], (long long)p[2], (long long)p[3], (long long)p[4],
+                     (double)c->f);
         break;
     default: {
         layout L;
