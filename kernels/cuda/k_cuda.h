@@ -103,7 +103,8 @@ struct k_lt_plan;
  */
 typedef struct k_cuda_tuning {
     int attn_force_gemm; /* 1: attention always takes the cuBLAS path */
-    int ttt_max_heads;   /* > 0: TTT scratch chunks hold at most this many heads */
+    int ttt_max_heads;   /* > 0: TTT scratch chunks hold at most this many heads (cuBLAS path) */
+    int ttt_kernel;      /* a k_ttt_kernel: TTT takes that path where the shape allows it */
 } k_cuda_tuning;
 
 /*
@@ -229,10 +230,21 @@ int k_cuda_permute(cudaStream_t s, size_t esize, void *y, const void *x, int ndi
 
 /*
  * The TTT inner model (engine/backend/backend.h, eng_op_ttt; kernels/cpu/ttt.c is the reference) per
- * sample and head: q, k, v, o [B, N, h*d], w1, w2 [h, d, d], all in dtype dt; every step in
- * fp32 (cuBLAS, no TF32), scratch from ctx.
+ * sample and head: q, k, v, o [B, N, h*d], w1, w2 [h, d, d], all in dtype dt; scratch from ctx.
+ * Two paths: the fused bf16 tensor-core kernels (kernels/cuda/ttt_fused.cu: BF16, d = 32 or 64,
+ * every pointer 16-byte aligned; fp32 accumulation, S, E, P and W1', W2' rounded to bf16 as MMA
+ * operands) and the cuBLAS path (kernels/cuda/ttt.cu: any shape, every step in fp32, no TF32).
  */
-/* How many heads k_cuda_ttt processes per scratch chunk for this shape: the one place that
+typedef enum k_ttt_kernel {
+    K_TTT_CUBLAS = 1, /* fp32 cuBLAS GEMMs per sample over chunks of heads, any d, F32 or BF16 */
+    K_TTT_FUSED = 2,  /* gradients, update, output: three bf16 mma.sync kernels, no host loop */
+} k_ttt_kernel;
+/* Which path k_cuda_ttt takes for this shape (aligned: q, k, v, o, w1, w2 all 16-byte aligned):
+ * the one place that decides. ctx->tuning.ttt_kernel asks for a path; the fused one is taken
+ * only where the shape allows it. */
+k_ttt_kernel k_cuda_ttt_kernel(const k_cuda_ctx *ctx, k_dtype dt, int64_t B, int64_t N, int64_t h,
+                               int64_t d, int aligned);
+/* How many heads the cuBLAS path processes per scratch chunk for this shape: the one place that
  * decides (fits K_CUDA_SCRATCH_TARGET, capped by ctx->tuning.ttt_max_heads). */
 int64_t k_cuda_ttt_heads_per_chunk(const k_cuda_ctx *ctx, k_dtype dt, int64_t N, int64_t h,
                                    int64_t d);

@@ -1,8 +1,11 @@
 /*
  * ttt.cu - k_cuda_ttt: the TTT inner model (DESIGN.md section 4, steps 4-5; the CPU reference is
- * kernels/cpu/ttt.c) as strided-batched cuBLAS GEMMs over the heads of a sample plus small
- * element-wise kernels. A first, correct version: fp32 throughout (inputs in BF16 are widened,
- * every GEMM computes in true fp32, never TF32), the output rounded once on store.
+ * kernels/cpu/ttt.c). k_cuda_ttt_kernel picks the path: BF16 at d = 32 or 64 goes to the fused
+ * tensor-core kernels of ttt_fused.cu; everything else (F32, other d, unaligned pointers, or
+ * ctx->tuning.ttt_kernel = K_TTT_CUBLAS) takes the path of this file: strided-batched cuBLAS
+ * GEMMs over the heads of a sample plus small element-wise kernels, fp32 throughout (inputs in
+ * BF16 are widened, every GEMM computes in true fp32, never TF32), the output rounded once on
+ * store.
  *
  * Shapes: q, k, v, o [B, N, C], C = h*d, head j the channel slice [j*d, (j+1)*d); w1, w2
  * [h, d, d]. Per (sample, head), with s = d^-1/2:
@@ -265,12 +268,28 @@ static int ttt_run(k_cuda_ctx *ctx, const ttt_plan &p, T *o, const T *q, const T
     return 0;
 }
 
+extern "C" k_ttt_kernel k_cuda_ttt_kernel(const k_cuda_ctx *ctx, k_dtype dt, int64_t B, int64_t N,
+                                          int64_t h, int64_t d, int aligned)
+{
+    /* The fused kernels index tokens and (sample, head) pairs in int, and their grid's x
+     * dimension is B*h. */
+    const int64_t lim = INT32_MAX - 1024;
+    const int fits = dt == K_BF16 && (d == 32 || d == 64) && aligned && N < lim && B * h < lim;
+    if (ctx->tuning.ttt_kernel == K_TTT_CUBLAS || !fits)
+        return K_TTT_CUBLAS;
+    return K_TTT_FUSED;
+}
+
 extern "C" int k_cuda_ttt(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k,
                           const void *v, const void *w1, const void *w2, int64_t B, int64_t N,
                           int64_t h, int64_t d)
 {
     if (B <= 0 || N <= 0 || h <= 0 || d <= 0)
         return 0;
+    const int aligned = k_aligned16(o) && k_aligned16(q) && k_aligned16(k) && k_aligned16(v) &&
+                        k_aligned16(w1) && k_aligned16(w2);
+    if (k_cuda_ttt_kernel(ctx, dt, B, N, h, d, aligned) == K_TTT_FUSED)
+        return k_cuda_ttt_fused(ctx, o, q, k, v, w1, w2, B, N, h, d);
     const ttt_plan p = ttt_plan_make(ctx, dt == K_F32, N, h, d);
     /* The largest index a kernel forms: a chunk's elements (plus one grid stride past them), a
      * scratch offset, a token-slice offset. */

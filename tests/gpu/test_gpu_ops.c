@@ -16,7 +16,8 @@
  *
  * Usage: gpu_ops [--bench] [--filter SUBSTR] [--device N] [--cpu-as-gpu]
  *   --bench       times the larger cases on the GPU (median of cudaEvent-timed runs after
- *                 warm-up; attention also through the GEMM path) and skips the parity checks.
+ *                 warm-up; attention and ttt also through the GEMM path) and skips the parity
+ *                 checks.
  *   --filter S    only the ops whose name contains S.
  *   --cpu-as-gpu  checks this harness without a GPU: a second CPU backend stands in for the
  *                 CUDA one (F32 only).
@@ -83,7 +84,7 @@ static const char *op_names[OP_COUNT] = {
 #define F_MASKED 16  /* attention: bias with -inf entries and a fully masked row */
 #define F_INPLACE 32 /* output aliases the first input */
 #define F_MISALIGN 64 /* every CUDA buffer starts one element past a 256-byte boundary */
-#define F_GEMM 128   /* attention: force the GEMM path */
+#define F_GEMM 128   /* attention, ttt: force the GEMM (cuBLAS) path */
 #define F_CHUNK 256  /* ttt: at most 2 heads per chunk (k_cuda_tuning.ttt_max_heads) */
 
 /*
@@ -254,6 +255,19 @@ static const tcase cases[] = {
     CASE(OP_TTT, F_MISALIGN, 0, 0, 1, 33, 2, 32),
     CASE(OP_TTT, F_CHUNK, 0, 0, 2, 50, 5, 16),    /* heads in chunks of 2, 2, 1 */
     CASE(OP_TTT, 0, 0, 1, 2, 4096 + 333, 24, 64), /* SD3.5-M joint module at 1024 px */
+    /* BF16 at d 32 / 64 takes the fused kernels (kernels/cuda/ttt_fused.cu): N not a multiple of
+     * the 64-token tile, shorter than one tile, batch 1 and 3, one split per head (B*h beyond
+     * the resident CTAs), and the cuBLAS path forced at the same shapes. */
+    CASE(OP_TTT, 0, 0, 0, 1, 333, 3, 64),
+    CASE(OP_TTT, 0, 0, 0, 3, 1001, 24, 64),
+    CASE(OP_TTT, 0, 0, 0, 1, 64, 2, 64),
+    CASE(OP_TTT, 0, 0, 0, 2, 29, 2, 32),
+    CASE(OP_TTT, 0, 0, 0, 3, 129, 5, 32),
+    CASE(OP_TTT, 0, 0, 0, 3, 70, 200, 32),
+    CASE(OP_TTT, 0, 0, 0, 1, 2000, 1, 32),
+    CASE(OP_TTT, F_GEMM, 0, 0, 3, 1001, 4, 64),
+    CASE(OP_TTT, F_GEMM, 0, 0, 2, 333, 3, 32),
+    CASE(OP_TTT, 0, 0, 1, 2, 16384 + 333, 24, 64), /* SD3.5-M at 2048 px */
 
     /* ttt_local: B, gh, gw, Nt, C; key-norm eps 1 */
     CASE(OP_TTT_LOCAL, 0, 1.0f, 0, 1, 1, 1, 0, 3),
@@ -891,8 +905,10 @@ static void run_case(const tcase *c, eng_dtype dt)
         die_on(rc ? eng_error_set(&err, rc, "copy_in") : 0, &err, "cuda upload");
     }
     k_cuda_tuning *tune = gpu_tuning(gpu);
-    if (tune && (c->flags & F_GEMM))
+    if (tune && (c->flags & F_GEMM)) {
         tune->attn_force_gemm = 1;
+        tune->ttt_kernel = K_TTT_CUBLAS;
+    }
     if (tune && (c->flags & F_CHUNK))
         tune->ttt_max_heads = 2;
     rc = call(c, gout_t, gin_p, &err);
@@ -1282,8 +1298,10 @@ static void bench_case(const tcase *c, eng_dtype dt, int force_gemm)
         bytes += (double)gout[o].bytes;
     }
     k_cuda_tuning *tune = gpu_tuning(gpu);
-    if (tune && force_gemm)
+    if (tune && force_gemm) {
         tune->attn_force_gemm = 1;
+        tune->ttt_kernel = K_TTT_CUBLAS;
+    }
     for (int r = 0; r < 2 * REPS; r++)
         CUDA_CHECK(cudaEventCreate(&ev[r]));
     for (int r = 0; r < WARMUP + REPS && !rc; r++) {
@@ -1382,7 +1400,7 @@ int main(int argc, char **argv)
             }
             bench_case(c, ENG_DTYPE_F32, 0);
             bench_case(c, ENG_DTYPE_BF16, 0);
-            if (c->op == OP_ATTENTION && !(c->flags & F_GEMM)) {
+            if ((c->op == OP_ATTENTION || c->op == OP_TTT) && !(c->flags & F_GEMM)) {
                 bench_case(c, ENG_DTYPE_F32, 1);
                 bench_case(c, ENG_DTYPE_BF16, 1);
             }
