@@ -73,16 +73,46 @@ static int project(eng_mmdit *m, eng_tensor *y, const eng_tensor *x, wt w, wt b,
     return eng_op_rms_norm(&yv, &pv, norm, NORM_EPS, err);
 }
 
-/* y[B, N, C] = [a; b] along tokens, or a itself when b is NULL. */
-static int join(eng_mmdit *m, eng_tensor *y, const eng_tensor *a, const eng_tensor *b,
-                eng_error *err)
+/* Rows [r0, r0 + n) of sample b of t [B, N, C], as a contiguous [n, C] view. */
+static eng_tensor rows_view(const eng_tensor *t, int64_t b, int64_t r0, int64_t n)
 {
-    if (!b) {
-        *y = *a;
-        return 0;
+    int64_t N = t->shape[1], C = t->shape[2];
+    size_t es = eng_dtype_size(t->dtype);
+    return eng_tensor_view((char *)t->data + (size_t)((b * N + r0) * C) * es, t->backend,
+                           t->dtype, ENG_SHAPE(n, C));
+}
+
+/*
+ * Sample by sample, rows [r0, r0 + x.N) of y [B, N, C] = x [B, Nx, C] projected by (w, b), then
+ * per-head RMSNorm with weight norm (in place) when there is one: the joint attention's [image;
+ * text] tensors filled without a separate concatenation.
+ */
+static int project_into(eng_mmdit *m, eng_tensor *y, int64_t r0, const eng_tensor *x, wt w, wt b,
+                        wt norm, eng_error *err)
+{
+    int64_t n = x->shape[1], d = m->cfg.attention_head_dim;
+    for (int64_t s = 0; s < x->shape[0]; s++) {
+        eng_tensor ys = rows_view(y, s, r0, n), xs = rows_view(x, s, 0, n);
+        ENG_TRY(eng_op_linear(&ys, &xs, w, b, err));
+        if (norm) {
+            eng_tensor hv = eng_tensor_view(ys.data, ys.backend, ys.dtype,
+                                            ENG_SHAPE(n * ys.shape[1] / d, d));
+            ENG_TRY(eng_op_rms_norm(&hv, &hv, norm, NORM_EPS, err));
+        }
     }
-    ENG_TRY(tmp(m, y, ENG_SHAPE(a->shape[0], a->shape[1] + b->shape[1], a->shape[2]), err));
-    return eng_op_concat_tokens(y, a, b, err);
+    return 0;
+}
+
+/* Sample by sample, y [B, n, O] = rows [r0, r0 + n) of x [B, N, C] projected by (w, b). */
+static int project_from(eng_tensor *y, const eng_tensor *x, int64_t r0, wt w, wt b,
+                        eng_error *err)
+{
+    int64_t n = y->shape[1];
+    for (int64_t s = 0; s < x->shape[0]; s++) {
+        eng_tensor ys = rows_view(y, s, 0, n), xs = rows_view(x, s, r0, n);
+        ENG_TRY(eng_op_linear(&ys, &xs, w, b, err));
+    }
+    return 0;
 }
 
 /*
@@ -108,21 +138,25 @@ int mmdit_attention(eng_mmdit *m, const mmdit_attn *a, const eng_tensor *x, cons
 {
     const eng_transformer_config *cfg = &m->cfg;
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
-    eng_tensor qx, kx, vx, qc, kc, vc, q, k, v, o, ox, oc;
+    eng_tensor q, k, v, o;
     int rc = 0;
 
-    ENG_TRY_DONE(project(m, &qx, x, a->q_w, a->q_b, a->norm_q, err));
-    ENG_TRY_DONE(project(m, &kx, x, a->k_w, a->k_b, a->norm_k, err));
-    ENG_TRY_DONE(project(m, &vx, x, a->v_w, a->v_b, NULL, err));
-    if (c) {
-        ENG_TRY_DONE(project(m, &qc, c, a->aq_w, a->aq_b, a->norm_aq, err));
-        ENG_TRY_DONE(project(m, &kc, c, a->ak_w, a->ak_b, a->norm_ak, err));
-        ENG_TRY_DONE(project(m, &vc, c, a->av_w, a->av_b, NULL, err));
+    if (c) { /* joint: [image; text] tokens, in that order, projected into place */
+        int64_t B = x->shape[0], Ni = x->shape[1], N = Ni + c->shape[1];
+        ENG_TRY_DONE(tmp(m, &q, ENG_SHAPE(B, N, x->shape[2]), err));
+        ENG_TRY_DONE(tmp(m, &k, ENG_SHAPE(B, N, x->shape[2]), err));
+        ENG_TRY_DONE(tmp(m, &v, ENG_SHAPE(B, N, x->shape[2]), err));
+        ENG_TRY_DONE(project_into(m, &q, 0, x, a->q_w, a->q_b, a->norm_q, err));
+        ENG_TRY_DONE(project_into(m, &k, 0, x, a->k_w, a->k_b, a->norm_k, err));
+        ENG_TRY_DONE(project_into(m, &v, 0, x, a->v_w, a->v_b, NULL, err));
+        ENG_TRY_DONE(project_into(m, &q, Ni, c, a->aq_w, a->aq_b, a->norm_aq, err));
+        ENG_TRY_DONE(project_into(m, &k, Ni, c, a->ak_w, a->ak_b, a->norm_ak, err));
+        ENG_TRY_DONE(project_into(m, &v, Ni, c, a->av_w, a->av_b, NULL, err));
+    } else {
+        ENG_TRY_DONE(project(m, &q, x, a->q_w, a->q_b, a->norm_q, err));
+        ENG_TRY_DONE(project(m, &k, x, a->k_w, a->k_b, a->norm_k, err));
+        ENG_TRY_DONE(project(m, &v, x, a->v_w, a->v_b, NULL, err));
     }
-    /* Joint attention runs over [image, text] tokens, in that order. */
-    ENG_TRY_DONE(join(m, &q, &qx, c ? &qc : NULL, err));
-    ENG_TRY_DONE(join(m, &k, &kx, c ? &kc : NULL, err));
-    ENG_TRY_DONE(join(m, &v, &vx, c ? &vc : NULL, err));
     ENG_TRY_DONE(tmp(m, &o, q.ndim, q.shape, err));
     if (a->ttt) {
         ENG_TRY_DONE(ttt_inputs(m, a, &q, &k, gh, gw, err));
@@ -136,12 +170,9 @@ int mmdit_attention(eng_mmdit *m, const mmdit_attn *a, const eng_tensor *x, cons
         rc = eng_op_linear(out_x, &o, a->out_w, a->out_b, err);
         goto done;
     }
-    ENG_TRY_DONE(tmp(m, &ox, x->ndim, x->shape, err));
-    ENG_TRY_DONE(tmp(m, &oc, c->ndim, c->shape, err));
-    ENG_TRY_DONE(eng_op_split_tokens(&ox, &oc, &o, err));
-    ENG_TRY_DONE(eng_op_linear(out_x, &ox, a->out_w, a->out_b, err));
+    ENG_TRY_DONE(project_from(out_x, &o, 0, a->out_w, a->out_b, err));
     if (a->aout_w && out_c)
-        ENG_TRY_DONE(eng_op_linear(out_c, &oc, a->aout_w, a->aout_b, err));
+        ENG_TRY_DONE(project_from(out_c, &o, x->shape[1], a->aout_w, a->aout_b, err));
 done:
     eng_arena_release(&m->arena, mark);
     return rc;
