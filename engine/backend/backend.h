@@ -117,6 +117,9 @@ struct eng_backend {
     int (*convert)(eng_backend *be, eng_tensor *y, const eng_tensor *x, eng_error *err);
     int (*linear)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const eng_tensor *w,
                   const eng_tensor *b, eng_error *err);
+    /* NULL: eng_op_linear_gelu runs linear, then act. */
+    int (*linear_gelu)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const eng_tensor *w,
+                       const eng_tensor *b, eng_error *err);
     int (*layer_norm)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const eng_tensor *w,
                       const eng_tensor *b, float eps, eng_error *err);
     int (*rms_norm)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const eng_tensor *w,
@@ -179,6 +182,10 @@ int eng_op_convert(eng_tensor *y, const eng_tensor *x, eng_error *err);
 /* y[..., O] = x[..., K] . w[O, K]^T + b[O]; b may be NULL. */
 int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
                   eng_error *err);
+/* GELU-tanh(x . w^T + b): eng_op_linear then eng_op_act, fused where the backend can (CUDA: in
+ * the GEMM's epilogue). */
+int eng_op_linear_gelu(eng_tensor *y, const eng_tensor *x, const eng_tensor *w,
+                       const eng_tensor *b, eng_error *err);
 /* Over the last dim C of x[..., C]: (x - mean) / sqrt(var + eps) * w + b; w, b may be NULL. */
 int eng_op_layer_norm(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
                       float eps, eng_error *err);

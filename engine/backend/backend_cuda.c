@@ -311,6 +311,17 @@ static int cuda_linear(eng_backend *be, eng_tensor *y, const eng_tensor *x, cons
                                         last_of(x), w->shape[0]));
 }
 
+static int cuda_linear_gelu(eng_backend *be, eng_tensor *y, const eng_tensor *x,
+                            const eng_tensor *w, const eng_tensor *b, eng_error *err)
+{
+    DT("linear_gelu", y);
+    if (w->dtype != y->dtype)
+        return eng_error_set(err, ENG_EUNSUPPORTED, "cuda linear_gelu: weight dtype %s under %s",
+                             eng_dtype_name(w->dtype), eng_dtype_name(y->dtype));
+    return KRUN("linear_gelu", k_cuda_linear_gelu(kctx(be), dt, y->data, x->data, w->data, P(b),
+                                                  rows_of(x), last_of(x), w->shape[0]));
+}
+
 static int cuda_layer_norm(eng_backend *be, eng_tensor *y, const eng_tensor *x,
                            const eng_tensor *w, const eng_tensor *b, float eps, eng_error *err)
 {
@@ -546,6 +557,7 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->graph_free = cuda_graph_free;
     be->convert = cuda_convert;
     be->linear = cuda_linear;
+    be->linear_gelu = cuda_linear_gelu;
     be->layer_norm = cuda_layer_norm;
     be->rms_norm = cuda_rms_norm;
     be->group_norm = cuda_group_norm;

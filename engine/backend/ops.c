@@ -149,13 +149,14 @@ int eng_op_convert(eng_tensor *y, const eng_tensor *x, eng_error *err)
     RETURN_DISPATCH(be, ENG_OP_CONVERT, convert, y, x, err);
 }
 
-int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
-                  eng_error *err)
+/* Checks shared by linear and linear_gelu. */
+static int linear_args(const char *op, eng_backend **bep, eng_tensor *y, const eng_tensor *x,
+                       const eng_tensor *w, const eng_tensor *b, eng_error *err)
 {
-    const char *op = "linear";
     eng_backend *be = NULL;
     char want[96];
     ENG_TRY(backend_of(op, "y", y, &be, err));
+    *bep = be;
     ENG_TRY(input(op, "x", x, be, y, err));
     ENG_TRY(input(op, "w", w, be, y, err));
     ENG_TRY(want_rank(op, "x", x, 1, ENG_MAX_DIMS, err));
@@ -176,7 +177,27 @@ int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const
         snprintf(want, sizeof want, "x's shape with the last dim %lld", (long long)w->shape[0]);
         return shape_error(op, "y", y, want, err);
     }
+    return 0;
+}
+
+int eng_op_linear(eng_tensor *y, const eng_tensor *x, const eng_tensor *w, const eng_tensor *b,
+                  eng_error *err)
+{
+    eng_backend *be = NULL;
+    ENG_TRY(linear_args("linear", &be, y, x, w, b, err));
     RETURN_DISPATCH(be, ENG_OP_LINEAR, linear, y, x, w, b, err);
+}
+
+int eng_op_linear_gelu(eng_tensor *y, const eng_tensor *x, const eng_tensor *w,
+                       const eng_tensor *b, eng_error *err)
+{
+    eng_backend *be = NULL;
+    ENG_TRY(linear_args("linear_gelu", &be, y, x, w, b, err));
+    if (!be->linear_gelu) { /* the two ops the fused one stands for */
+        ENG_TRY(eng_op_linear(y, x, w, b, err));
+        return eng_op_act(y, y, ENG_ACT_GELU_TANH, err);
+    }
+    RETURN_DISPATCH(be, ENG_OP_LINEAR_GELU, linear_gelu, y, x, w, b, err);
 }
 
 /* Checks shared by the row-wise norms over the last dim. */

@@ -57,6 +57,7 @@ static const char *const kind_names[ENG_OP_KINDS] = {
     [ENG_OP_PERMUTE] = "permute",
     [ENG_OP_TTT] = "ttt",
     [ENG_OP_TTT_LOCAL] = "ttt_local",
+    [ENG_OP_LINEAR_GELU] = "linear_gelu",
 };
 
 const char *eng_op_kind_name(eng_op_kind kind)

@@ -183,8 +183,12 @@ static int feed_forward(eng_mmdit *m, eng_tensor *x, const eng_tensor *x1, wt w1
                         wt b2, const eng_tensor *gate, eng_error *err)
 {
     eng_tensor h, f;
-    ENG_TRY(mmdit_linear(m, &h, x1, w1, b1, err));
-    ENG_TRY(eng_op_act(&h, &h, ENG_ACT_GELU_TANH, err));
+    int64_t shape[ENG_MAX_DIMS];
+    for (int i = 0; i < x1->ndim; i++)
+        shape[i] = x1->shape[i];
+    shape[x1->ndim - 1] = w1->shape[0];
+    ENG_TRY(tmp(m, &h, x1->ndim, shape, err));
+    ENG_TRY(eng_op_linear_gelu(&h, x1, w1, b1, err));
     ENG_TRY(mmdit_linear(m, &f, &h, w2, b2, err));
     return eng_op_gated_add(x, &f, gate, err);
 }

@@ -146,6 +146,10 @@ int k_cuda_convert(cudaStream_t s, void *y, k_dtype yt, const void *x, k_dtype x
 /* y[M, O] = x[M, K] w[O, K]^T + b[O] (b may be NULL), cuBLASLt, fp32 accumulate (no TF32). */
 int k_cuda_linear(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
                   const void *b, int64_t M, int64_t K, int64_t O);
+/* The same, then GELU (tanh form) on y: in cuBLASLt's GELU epilogue where it has an algorithm for
+ * the shape, else as a separate pass. */
+int k_cuda_linear_gelu(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
+                       const void *b, int64_t M, int64_t K, int64_t O);
 
 /* Row-wise over C: (x - mean)/sqrt(var + eps) (biased var) * w + b; w, b may be NULL. */
 int k_cuda_layer_norm(cudaStream_t s, k_dtype dt, void *y, const void *x, const void *w,

@@ -18,6 +18,10 @@
 
 #define K_LT_PLANS 64
 
+/* Epilogue bits of a plan. */
+#define LT_EPI_BIAS 1
+#define LT_EPI_GELU 2
+
 struct k_lt_plan {
     int used;
     k_dtype dt;
@@ -82,7 +86,10 @@ static int plan_make(k_cuda_ctx *ctx, struct k_lt_plan *p)
     CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
     CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
     if (p->epilogue) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        /* Bit 0: the bias; bit 1: GELU after it. */
+        cublasLtEpilogue_t epi = p->epilogue == LT_EPI_BIAS   ? CUBLASLT_EPILOGUE_BIAS
+                                 : p->epilogue == LT_EPI_GELU ? CUBLASLT_EPILOGUE_GELU
+                                                              : CUBLASLT_EPILOGUE_GELU_BIAS;
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                   sizeof epi));
     }
@@ -154,12 +161,14 @@ static struct k_lt_plan *plan_get(k_cuda_ctx *ctx, k_dtype dt, int64_t M, int64_
     return p;
 }
 
-extern "C" int k_cuda_linear(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
-                             const void *b, int64_t M, int64_t K, int64_t O)
+/* y = x w^T (+ b) (then GELU when gelu): the bias and GELU in the cuBLASLt epilogue where an
+ * algorithm offers them, else as separate passes. */
+static int linear_impl(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
+                       const void *b, int64_t M, int64_t K, int64_t O, int gelu)
 {
     const float one = 1.0f, zero = 0.0f;
     int epilogue;
-    struct k_lt_plan *p;
+    struct k_lt_plan *p = NULL;
 
     if (dt != K_F32 && dt != K_BF16)
         K_FAIL_RETURN("k_cuda_linear", "dtype not supported (F32 or BF16)");
@@ -167,30 +176,51 @@ extern "C" int k_cuda_linear(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x
         return 0;
     if (K == 0) { /* an empty sum: y = b */
         CUDA_TRY(cudaMemsetAsync(y, 0, (size_t)(M * O) * k_dtype_size(dt), ctx->stream));
-        return b ? k_cuda_binary(ctx->stream, dt, y, y, b, M * O, O, 0) : 0;
+        if (b && k_cuda_binary(ctx->stream, dt, y, y, b, M * O, O, 0))
+            return -1;
+        return gelu ? k_cuda_act(ctx->stream, dt, y, y, M * O, K_ACT_GELU_TANH) : 0;
     }
-    epilogue = b && (align_of(b) >= 16);
-    p = plan_get(ctx, dt, M, K, O, epilogue, align_of(x), align_of(w), align_of(y),
-                 epilogue ? 16 : 0);
-    if (!p && epilogue) { /* no algorithm with the bias epilogue: add the bias separately */
-        epilogue = 0;
-        p = plan_get(ctx, dt, M, K, O, 0, align_of(x), align_of(w), align_of(y), 0);
+    /* Wanted epilogue first, then without GELU, then without the bias. */
+    const int want = (b && align_of(b) >= 16 ? LT_EPI_BIAS : 0) | (gelu ? LT_EPI_GELU : 0);
+    const int tries[3] = {want, want & LT_EPI_BIAS, 0};
+    for (int t = 0; t < 3 && !p; t++) {
+        if (t && tries[t] == tries[t - 1])
+            continue;
+        epilogue = tries[t];
+        p = plan_get(ctx, dt, M, K, O, epilogue, align_of(x), align_of(w), align_of(y),
+                     (epilogue & LT_EPI_BIAS) ? 16 : 0);
     }
     if (!p) {
         /* cuBLASLt found nothing for this shape/alignment (not cached, so asked again next
          * time): plain cuBLAS, y^T (O x M) = w^T x^T. */
+        epilogue = 0;
         if (k_gemm(ctx, 1, 0, O, M, K, 1.0f, w, dt, K, 0, x, K, 0, 0.0f, y, dt, O, 0, 1))
             return -1;
-        return b ? k_cuda_binary(ctx->stream, dt, y, y, b, M * O, O, 0) : 0;
+    } else {
+        if (epilogue & LT_EPI_BIAS)
+            CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                      &b, sizeof b));
+        CUBLAS_TRY(cublasLtMatmul(ctx->lt, p->desc, &one, w, p->lw, x, p->lx, &zero, y, p->ly, y,
+                                  p->ly, &p->algo, ctx->workspace, ctx->workspace_size,
+                                  ctx->stream));
     }
-    if (epilogue)
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
-                                                  sizeof b));
-    CUBLAS_TRY(cublasLtMatmul(ctx->lt, p->desc, &one, w, p->lw, x, p->lx, &zero, y, p->ly, y,
-                              p->ly, &p->algo, ctx->workspace, ctx->workspace_size, ctx->stream));
-    if (b && !epilogue)
-        return k_cuda_binary(ctx->stream, dt, y, y, b, M * O, O, 0);
+    if (b && !(epilogue & LT_EPI_BIAS) && k_cuda_binary(ctx->stream, dt, y, y, b, M * O, O, 0))
+        return -1;
+    if (gelu && !(epilogue & LT_EPI_GELU))
+        return k_cuda_act(ctx->stream, dt, y, y, M * O, K_ACT_GELU_TANH);
     return 0;
+}
+
+extern "C" int k_cuda_linear(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const void *w,
+                             const void *b, int64_t M, int64_t K, int64_t O)
+{
+    return linear_impl(ctx, dt, y, x, w, b, M, K, O, 0);
+}
+
+extern "C" int k_cuda_linear_gelu(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x,
+                                  const void *w, const void *b, int64_t M, int64_t K, int64_t O)
+{
+    return linear_impl(ctx, dt, y, x, w, b, M, K, O, 1);
 }
 
 int k_gemm(k_cuda_ctx *ctx, int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha,

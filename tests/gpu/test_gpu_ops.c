@@ -67,13 +67,13 @@ static float rng_uniform(float lo, float hi)
 enum {
     OP_CONVERT, OP_LINEAR, OP_LAYER_NORM, OP_RMS_NORM, OP_GROUP_NORM, OP_ACT, OP_SOFTMAX,
     OP_BINARY, OP_SCALE, OP_MODULATE, OP_GATED_ADD, OP_CONCAT, OP_SPLIT, OP_CONV2D, OP_UPSAMPLE,
-    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_TTT_LOCAL, OP_COUNT
+    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_TTT_LOCAL, OP_LINEAR_GELU, OP_COUNT
 };
 
 static const char *op_names[OP_COUNT] = {
     "convert", "linear", "layer_norm", "rms_norm", "group_norm", "act", "softmax", "binary",
     "scale", "modulate", "gated_add", "concat_tokens", "split_tokens", "conv2d",
-    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt", "ttt_local",
+    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt", "ttt_local", "linear_gelu",
 };
 
 /* Flags. */
@@ -269,6 +269,12 @@ static const tcase cases[] = {
     CASE(OP_TTT, F_GEMM, 0, 0, 2, 333, 3, 32),
     CASE(OP_TTT, 0, 0, 1, 2, 16384 + 333, 24, 64), /* SD3.5-M at 2048 px */
 
+    /* linear_gelu: as linear (the GELU in cuBLASLt's epilogue, or a separate pass) */
+    CASE(OP_LINEAR_GELU, F_BIAS, 0, 0, 1, 7, 13, 5),
+    CASE(OP_LINEAR_GELU, 0, 0, 0, 3, 11, 64, 96),
+    CASE(OP_LINEAR_GELU, F_BIAS | F_MISALIGN, 0, 0, 2, 33, 64, 96),
+    CASE(OP_LINEAR_GELU, F_BIAS, 0, 1, 2, 4096, 1536, 6144), /* SD3.5-M feed-forward up */
+
     /* ttt_local: B, gh, gw, Nt, C; key-norm eps 1 */
     CASE(OP_TTT_LOCAL, 0, 1.0f, 0, 1, 1, 1, 0, 3),
     CASE(OP_TTT_LOCAL, 0, 1.0f, 0, 2, 4, 6, 5, 32),        /* the tiny test model's shape */
@@ -342,7 +348,8 @@ static void build(const tcase *c, layout *L)
     int fl = c->flags;
     memset(L, 0, sizeof *L);
     switch (c->op) {
-    case OP_LINEAR: {
+    case OP_LINEAR:
+    case OP_LINEAR_GELU: {
         float ws = 1.0f / sqrtf((float)p[2]);
         L->nin = 3;
         L->in[0] = SPEC(-1, 1, p[0], p[1], p[2]);
@@ -531,6 +538,7 @@ static int call(const tcase *c, eng_tensor *out, eng_tensor **in, eng_error *err
     const int64_t *p = c->p;
     switch (c->op) {
     case OP_LINEAR: return eng_op_linear(&out[0], in[0], in[1], in[2], err);
+    case OP_LINEAR_GELU: return eng_op_linear_gelu(&out[0], in[0], in[1], in[2], err);
     case OP_LAYER_NORM: return eng_op_layer_norm(&out[0], in[0], in[1], in[2], c->f, err);
     case OP_RMS_NORM: return eng_op_rms_norm(&out[0], in[0], in[1], c->f, err);
     case OP_GROUP_NORM:
@@ -575,6 +583,7 @@ static void describe(const tcase *c, char *buf, size_t len)
     int n = 0;
     switch (c->op) {
     case OP_LINEAR:
+    case OP_LINEAR_GELU:
         n = snprintf(buf, len, "[%lld,%lld,%lld]x[%lld,%lld]^T", (long long)p[0], (long long)p[1],
                      (long long)p[2], (long long)p[3], (long long)p[2]);
         break;
