@@ -1,7 +1,7 @@
 /*
  * k_cuda_internal.h - host-side helpers shared by the kernels/cuda .cu files (private to them):
- * the cuBLASLt plan cache's release, and one column-major strided-batched GEMM through cuBLAS
- * with fp32 accumulation (never TF32) used by conv2d and the general attention path.
+ * the release of the cuBLASLt and cuDNN plan caches, and one column-major strided-batched GEMM
+ * through cuBLAS with fp32 accumulation (never TF32) used by conv2d and the general attention path.
  */
 #ifndef TTTD_KERNELS_CUDA_INTERNAL_H
 #define TTTD_KERNELS_CUDA_INTERNAL_H
@@ -10,6 +10,8 @@
 
 /* Frees the cached cuBLASLt plans of ctx (linear.cu). */
 void k_lt_plans_free(k_cuda_ctx *ctx);
+/* Frees ctx's cuDNN handle and attention plans (attention_cudnn.cu); a no-op when none. */
+void k_cudnn_attn_free(k_cuda_ctx *ctx);
 
 /*
  * Column-major C[m, n] (ldc) = alpha * op(A) op(B) + beta * C, batch of `batch` with element
