@@ -20,7 +20,9 @@
 #   docker run --rm --gpus all -p 8080:8080 tttd:cuda
 #
 # CUDA_ARCH is the GPU architecture nvcc compiles for (sm_90: H100/H200; sm_89: L4/L40; sm_80:
-# A100); nothing can detect it during a build. CUDA=0 builds the CPU backend only.
+# A100); nothing can detect it during a build. CUDA=0 builds the CPU backend only. With the
+# -cudnn-devel / -cudnn-runtime pair of images the build finds cuDNN and BF16 attention runs
+# cuDNN's flash attention (a binary built against cuDNN needs libcudnn where it runs).
 #
 # The model: with no --model, tttd serves models/default when it exists, else the tiny test
 # pipeline tests/fixtures/tiny_model (random weights: it draws noise) - the same rule as `make run`,

@@ -4,6 +4,7 @@
 # Options (make VAR=value):
 #   CUDA=0          build without the CUDA backend even when nvcc is found
 #   CUDA_ARCH=sm_XX GPU architecture (default: detected with nvidia-smi, else sm_90)
+#   CUDNN=0         build without cuDNN even when it is found (attention then never takes it)
 #   SANITIZER=address|undefined|thread   instrumented build (CUDA off); address,undefined for both
 #   OPENMP=0        no OpenMP threading in the CPU kernels
 #   BUILD=dir       output folder (default build)
@@ -75,6 +76,27 @@ NVCCFLAGS = -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -I. -DTTTD_CUDA=1 \
             -Xcompiler -Wall,-Wextra$(if $(filter true,$(CI)),$(comma)-Werror) -MMD -MP
 CFLAGS_ALL += -DTTTD_CUDA=1 -I$(CUDA_HOME)/include
 CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+# cuDNN (optional; attention's flash path): cudnn.h and libcudnn from the toolkit, the system, or
+# PyTorch's python package nvidia.cudnn. Found: -DTTTD_CUDNN=1 and a link with an rpath to it.
+ifneq ($(CUDNN),0)
+cudnn_h = $(firstword $(foreach d,$(1),$(wildcard $(d)/cudnn.h)))
+cudnn_so = $(firstword $(foreach d,$(1),$(wildcard $(d)/libcudnn.so $(d)/libcudnn.so.[0-9])))
+CUDNN_H := $(call cudnn_h,$(CUDA_HOME)/include /usr/include /usr/include/$(MULTIARCH))
+CUDNN_SO := $(call cudnn_so,$(CUDA_HOME)/lib64 $(CUDA_HOME)/lib /usr/lib/$(MULTIARCH))
+ifeq ($(and $(CUDNN_H),$(CUDNN_SO)),)
+CUDNN_PY := $(shell python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)
+ifneq ($(CUDNN_PY),)
+CUDNN_H := $(or $(CUDNN_H),$(call cudnn_h,$(CUDNN_PY)/include))
+CUDNN_SO := $(or $(CUDNN_SO),$(call cudnn_so,$(CUDNN_PY)/lib))
+endif
+endif
+ifneq ($(and $(CUDNN_H),$(CUDNN_SO)),)
+CUDNN_INC := $(filter-out -I/usr/include,-I$(patsubst %/,%,$(dir $(CUDNN_H))))
+NVCCFLAGS += -DTTTD_CUDNN=1 $(CUDNN_INC)
+CFLAGS_ALL += -DTTTD_CUDNN=1
+CUDA_LIBS += $(CUDNN_SO) -Wl,-rpath,$(patsubst %/,%,$(dir $(CUDNN_SO)))
+endif
+endif
 LDLIBS_ALL += $(CUDA_LIBS)
 endif
 

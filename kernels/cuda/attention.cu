@@ -3,15 +3,17 @@
  * o[B, Nq, h*d]; heads are contiguous d-wide slices of the channel dim; optional additive
  * fp32 bias[h, Nq, Nk] shared by the batch (F32 whatever the storage dtype); causal masks key j > query i.
  *
- * Two paths, both fp32 inside:
+ * Three paths, all fp32 inside:
+ *  - cudnn (BF16, no bias, built with cuDNN): cuDNN's fused flash attention on tensor cores,
+ *    attention_cudnn.cu; where cuDNN builds no plan for a call, one of the two below runs it.
  *  - fused (d = 32 or 64): one thread per query, a block of AT_BQ queries of one (b, head)
  *    walks K/V tiles staged in shared memory with an online softmax (running max and sum),
  *    so no score matrix is stored. Plain CUDA cores: correct and compact, not the fastest.
  *  - gemm (any d): per sample and chunk of query rows, scores = scale * q k^T through a cuBLAS
  *    strided-batched GEMM over heads into fp32 scratch, a masked softmax kernel writes P in
  *    the storage dtype, and a second batched GEMM computes P v straight into o.
- * k_cuda_attention_kernel picks the path for a shape; ctx->tuning.attn_force_gemm forces the gemm
- * path (for tests and benches).
+ * k_cuda_attention_kernel picks the path for a call; ctx->tuning.attn_kernel forces one where it
+ * can run the call (for tests and benches).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -211,10 +213,46 @@ static int attn_gemm(k_cuda_ctx *ctx, k_dtype dt, T *o, const T *q, const T *k, 
     return 0;
 }
 
-extern "C" k_attn_kernel k_cuda_attention_kernel(const k_cuda_ctx *ctx, int64_t B, int64_t h,
-                                                 int64_t d)
+/* Whether cuDNN's path may take a call: built with cuDNN, BF16, no bias, and a head dim its
+ * flash-attention engine covers (multiple of 8, at most 256; the plan build has the last word). */
+static bool attn_cudnn_may_run(k_dtype dt, int has_bias, int64_t d)
 {
-    if (ctx->tuning.attn_force_gemm || B * h > 65535) /* the fused grid's y dimension */
+#ifdef TTTD_CUDNN
+    return dt == K_BF16 && !has_bias && d % 8 == 0 && d <= 256;
+#else
+    (void)dt, (void)has_bias, (void)d;
+    return false;
+#endif
+}
+
+extern "C" k_attn_kernel k_cuda_attention_kernel(const k_cuda_ctx *ctx, k_dtype dt, int has_bias,
+                                                 int causal, int64_t B, int64_t Nq, int64_t Nk,
+                                                 int64_t h, int64_t d)
+{
+    (void)causal, (void)Nq, (void)Nk; /* every path masks and takes any length */
+    const bool cudnn = attn_cudnn_may_run(dt, has_bias, d);
+    const bool fused = B * h <= 65535; /* the fused grid's y dimension */
+    switch (ctx->tuning.attn_kernel) {
+    case K_ATTN_CUDNN:
+        if (cudnn)
+            return K_ATTN_CUDNN;
+        break;
+    case K_ATTN_GEMM:
+        return K_ATTN_GEMM;
+    case K_ATTN_FUSED_D64:
+        if (fused && d == 64)
+            return K_ATTN_FUSED_D64;
+        break;
+    case K_ATTN_FUSED_D32:
+        if (fused && d == 32)
+            return K_ATTN_FUSED_D32;
+        break;
+    case K_ATTN_AUTO:
+        if (cudnn)
+            return K_ATTN_CUDNN;
+        break;
+    }
+    if (!fused)
         return K_ATTN_GEMM;
     return d == 64 ? K_ATTN_FUSED_D64 : d == 32 ? K_ATTN_FUSED_D32 : K_ATTN_GEMM;
 }
@@ -230,7 +268,15 @@ extern "C" int k_cuda_attention(k_cuda_ctx *ctx, k_dtype dt, void *o, const void
         CUDA_TRY(cudaMemsetAsync(o, 0, (size_t)(B * Nq * h * d) * k_dtype_size(dt), ctx->stream));
         return 0;
     }
-    const k_attn_kernel kernel = k_cuda_attention_kernel(ctx, B, h, d);
+    k_attn_kernel kernel = k_cuda_attention_kernel(ctx, dt, bias != NULL, causal, B, Nq, Nk, h, d);
+    if (kernel == K_ATTN_CUDNN) {
+        int rc = k_cuda_attention_cudnn(ctx, dt, o, q, k, v, B, Nq, Nk, h, d, scale, causal);
+        if (rc <= 0)
+            return rc;
+        /* No cuDNN plan for this call (remembered, so this costs nothing next time): the
+         * path the selection takes where cuDNN cannot. */
+        kernel = k_cuda_attention_kernel(ctx, dt, 1, causal, B, Nq, Nk, h, d);
+    }
     K_DISPATCH(dt, T, "k_cuda_attention", {
         if (kernel == K_ATTN_FUSED_D64)
             return attn_fused<T, 64>(ctx->stream, (T *)o, (const T *)q, (const T *)k, (const T *)v,

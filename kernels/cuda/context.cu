@@ -1,6 +1,7 @@
 /*
  * context.cu - the per-stream state of the GEMM-based ops (k_cuda_ctx: stream, cuBLAS and
- * cuBLASLt handles, workspace, growing scratch, the kernel-choice overrides).
+ * cuBLASLt handles, workspace, the kernel-choice overrides) made and released; the scratch
+ * grows in scratch.cu, the cuDNN state is made by its first use in attention_cudnn.cu.
  */
 #include <string.h>
 
@@ -58,6 +59,7 @@ extern "C" void k_cuda_ctx_free(k_cuda_ctx *ctx)
     if (ctx->stream)
         cudaStreamSynchronize(ctx->stream);
     k_lt_plans_free(ctx);
+    k_cudnn_attn_free(ctx);
     if (ctx->lt)
         cublasLtDestroy(ctx->lt);
     if (ctx->blas)
@@ -67,31 +69,4 @@ extern "C" void k_cuda_ctx_free(k_cuda_ctx *ctx)
     if (ctx->stream)
         cudaStreamDestroy(ctx->stream);
     memset(ctx, 0, sizeof *ctx);
-}
-
-extern "C" void *k_cuda_ctx_scratch(k_cuda_ctx *ctx, size_t nbytes)
-{
-    cudaError_t e;
-
-    if (nbytes <= ctx->scratch_size)
-        return ctx->scratch;
-    /* Work already queued may still read the old buffer. */
-    e = cudaStreamSynchronize(ctx->stream);
-    if (e != cudaSuccess) {
-        k_cuda_set_error(__FILE__, __LINE__, "cudaStreamSynchronize", cudaGetErrorString(e));
-        return NULL;
-    }
-    cudaFree(ctx->scratch);
-    ctx->scratch = NULL;
-    ctx->scratch_size = 0;
-    /* Round up to 16 MiB so that slowly growing shapes do not reallocate every call. */
-    nbytes = (nbytes + ((size_t)16 << 20) - 1) & ~(((size_t)16 << 20) - 1);
-    e = cudaMalloc(&ctx->scratch, nbytes);
-    if (e != cudaSuccess) {
-        ctx->scratch = NULL;
-        k_cuda_set_error(__FILE__, __LINE__, "cudaMalloc(scratch)", cudaGetErrorString(e));
-        return NULL;
-    }
-    ctx->scratch_size = nbytes;
-    return ctx->scratch;
 }

@@ -96,22 +96,33 @@ typedef enum k_dtype {
 size_t k_dtype_size(k_dtype dt);
 
 struct k_lt_plan;
+struct k_cudnn_attn;
+
+/* The attention paths (k_cuda_attention); k_cuda_attention_kernel picks one per call. */
+typedef enum k_attn_kernel {
+    K_ATTN_AUTO = 0,      /* in k_cuda_tuning only: let k_cuda_attention_kernel decide */
+    K_ATTN_FUSED_D32 = 1, /* online softmax, one thread per query, d = 32 */
+    K_ATTN_FUSED_D64 = 2, /* the same at d = 64 */
+    K_ATTN_GEMM = 3,      /* scores and P v through cuBLAS, any d */
+    K_ATTN_CUDNN = 4,     /* cuDNN's fused flash attention: bf16, no bias (built with cuDNN only) */
+} k_attn_kernel;
 
 /*
  * Overrides of the kernel choice, for tests and benchmarks that must reach every path at small
  * sizes. Zero (the default after k_cuda_ctx_init) means: let the selection functions decide.
  */
 typedef struct k_cuda_tuning {
-    int attn_force_gemm; /* 1: attention always takes the cuBLAS path */
-    int ttt_max_heads;   /* > 0: TTT scratch chunks hold at most this many heads (cuBLAS path) */
-    int ttt_kernel;      /* a k_ttt_kernel: TTT takes that path where the shape allows it */
+    k_attn_kernel attn_kernel; /* not AUTO: attention takes this path where it can run the call */
+    int ttt_max_heads;         /* > 0: TTT scratch chunks hold at most this many heads */
+    int ttt_kernel;            /* a k_ttt_kernel: TTT takes that path where the shape allows it */
 } k_cuda_tuning;
 
 /*
  * What the GEMM-based ops need besides a stream: cuBLAS and cuBLASLt handles bound to the
  * stream, their workspace, a scratch buffer (attention scores, im2col columns) that grows on
- * demand, and a small cache of cuBLASLt plans keyed by shape. Made by k_cuda_ctx_init on the
- * current device, released by k_cuda_ctx_free. One thread at a time.
+ * demand, a small cache of cuBLASLt plans keyed by shape, and (built with cuDNN) a cuDNN handle
+ * with its attention plans, made on first use. Made by k_cuda_ctx_init on the current device,
+ * released by k_cuda_ctx_free. One thread at a time.
  */
 typedef struct k_cuda_ctx {
     int device;
@@ -125,6 +136,8 @@ typedef struct k_cuda_ctx {
     size_t scratch_size;
     struct k_lt_plan *plans;
     int n_plans, next_plan;
+    struct k_cudnn_attn *cudnn; /* cuDNN handle and attention plans, made by the first cuDNN call */
+    int64_t attn_cudnn_runs;    /* attention calls cuDNN ran (tests check which path served them) */
     k_cuda_tuning tuning;
 } k_cuda_ctx;
 
@@ -213,19 +226,27 @@ int k_cuda_conv2d(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, const voi
 /*
  * o[B, Nq, h*d] = softmax(scale * q k^T + bias, masked) v per head; q[B, Nq, h*d],
  * k, v [B, Nk, h*d]; bias [h, Nq, Nk] F32 whatever dt is, or NULL; causal: key j > query i masked out.
- * A row with every key masked gives zeros. d = 32 or 64: a fused online-softmax kernel; other d:
- * scores through cuBLAS into scratch, query rows in chunks.
+ * A row with every key masked gives zeros. BF16 without bias: cuDNN's fused flash attention
+ * where the build has cuDNN and cuDNN has a plan for the call; otherwise d = 32 or 64: a fused
+ * online-softmax kernel; other d: scores through cuBLAS into scratch, query rows in chunks.
  */
-typedef enum k_attn_kernel {
-    K_ATTN_FUSED_D32 = 0, /* online softmax, one thread per query, d = 32 */
-    K_ATTN_FUSED_D64 = 1, /* the same at d = 64 */
-    K_ATTN_GEMM = 2,      /* scores and P v through cuBLAS, any d */
-} k_attn_kernel;
-/* Which kernel k_cuda_attention runs for this shape on ctx's device: the one place that decides. */
-k_attn_kernel k_cuda_attention_kernel(const k_cuda_ctx *ctx, int64_t B, int64_t h, int64_t d);
+/* Which path k_cuda_attention takes for this call on ctx's device: the one place that decides
+ * (honouring ctx->tuning.attn_kernel where that path can run the call). K_ATTN_CUDNN may still
+ * fall back, to the path this returns for has_bias = 1, when cuDNN builds no plan for the call. */
+k_attn_kernel k_cuda_attention_kernel(const k_cuda_ctx *ctx, k_dtype dt, int has_bias, int causal,
+                                      int64_t B, int64_t Nq, int64_t Nk, int64_t h, int64_t d);
 int k_cuda_attention(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k,
                      const void *v, const float *bias, int64_t B, int64_t Nq, int64_t Nk, int64_t h,
                      int64_t d, float scale, int causal);
+/*
+ * The same without bias through cuDNN's fused flash attention (attention_cudnn.cu), plans cached
+ * in ctx. Returns 0 when done, 1 when cuDNN cannot run this call (a build without cuDNN, a dtype
+ * other than BF16, or no plan for the shape and alignment: nothing was enqueued, another path must
+ * run it; k_cuda_last_error() says why), -1 on an error.
+ */
+int k_cuda_attention_cudnn(k_cuda_ctx *ctx, k_dtype dt, void *o, const void *q, const void *k,
+                           const void *v, int64_t B, int64_t Nq, int64_t Nk, int64_t h, int64_t d,
+                           float scale, int causal);
 
 /* y = x with dims reordered: y.shape[i] = shape[perm[i]] (perm a permutation of 0..ndim-1,
  * ndim <= 6); elements of esize bytes (1, 2, 4 or 8) are moved as raw bits. */

@@ -1,8 +1,8 @@
 /*
  * k_cuda_internal.h - host-side helpers shared by the kernels/cuda .cu files (private to them):
- * the cuBLASLt plan cache's release, and one column-major strided-batched GEMM through cuBLAS
- * with fp32 accumulation (never TF32) used by conv2d and the general attention path, and the
- * fused TTT launcher that k_cuda_ttt hands its shapes to.
+ * the release of the cuBLASLt and cuDNN plan caches, one column-major strided-batched GEMM
+ * through cuBLAS with fp32 accumulation (never TF32) used by conv2d and the general attention path,
+ * and the fused TTT launcher that k_cuda_ttt hands its shapes to.
  */
 #ifndef TTTD_KERNELS_CUDA_INTERNAL_H
 #define TTTD_KERNELS_CUDA_INTERNAL_H
@@ -11,6 +11,8 @@
 
 /* Frees the cached cuBLASLt plans of ctx (linear.cu). */
 void k_lt_plans_free(k_cuda_ctx *ctx);
+/* Frees ctx's cuDNN handle and attention plans (attention_cudnn.cu); a no-op when none. */
+void k_cudnn_attn_free(k_cuda_ctx *ctx);
 
 /*
  * Column-major C[m, n] (ldc) = alpha * op(A) op(B) + beta * C, batch of `batch` with element

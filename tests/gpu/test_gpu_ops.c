@@ -9,15 +9,17 @@
  *   - normalised MSE  sum((gpu - ref)^2) / sum(ref^2)  under the mode's bound;
  *   - no NaN/Inf in the output (outputs are poisoned with NaN before the op, so an unwritten
  *     element fails here too);
- *   - the guard bytes after every CUDA buffer are unchanged, and so are the inputs.
+ *   - the guard bytes after every CUDA buffer are unchanged, and so are the inputs;
+ *   - attention forced onto cuDNN (F_CUDNN) in BF16 without bias really ran there (the ctx's
+ *     count of cuDNN calls grew; misaligned buffers may fall back), and with a bias did not.
  * convert is checked bit for bit against the CPU conversion instead. Then the op profiler
  * (engine/backend/profile.h) on this backend: exact counts per kind, positive times within the
  * wall time, more ops than its first pool of events, and nothing counted while it is off.
  *
  * Usage: gpu_ops [--bench] [--filter SUBSTR] [--device N] [--cpu-as-gpu]
  *   --bench       times the larger cases on the GPU (median of cudaEvent-timed runs after
- *                 warm-up; attention and ttt also through the GEMM path) and skips the parity
- *                 checks.
+ *                 warm-up; attention also through each forced path, ttt also through the
+ *                 cuBLAS path) and skips the parity checks.
  *   --filter S    only the ops whose name contains S.
  *   --cpu-as-gpu  checks this harness without a GPU: a second CPU backend stands in for the
  *                 CUDA one (F32 only).
@@ -86,6 +88,8 @@ static const char *op_names[OP_COUNT] = {
 #define F_MISALIGN 64 /* every CUDA buffer starts one element past a 256-byte boundary */
 #define F_GEMM 128   /* attention, ttt: force the GEMM (cuBLAS) path */
 #define F_CHUNK 256  /* ttt: at most 2 heads per chunk (k_cuda_tuning.ttt_max_heads) */
+#define F_CUDNN 512  /* attention: force the cuDNN path (BF16 without bias must then run it) */
+#define F_FUSED 1024 /* attention: force the fused online-softmax kernel (d = 32 or 64) */
 
 /*
  * p[] by op:
@@ -225,6 +229,27 @@ static const tcase cases[] = {
     CASE(OP_ATTENTION, F_GEMM | F_ABIAS | F_MASKED, 0, 0, 2, 40, 40, 2, 64),
     CASE(OP_ATTENTION, F_GEMM, 0, 0, 2, 1357, 1357, 24, 64),
     CASE(OP_ATTENTION, F_CAUSAL | F_MISALIGN, 0, 0, 2, 130, 130, 3, 32),
+    /* cuDNN's flash attention, forced (BF16 runs it; F32 falls back to the paths above) */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 1, 2, 1357, 1357, 24, 64),   /* SD3.5-M joint attention */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 1, 77, 77, 12, 64),       /* odd N, batch 1 */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 3, 333, 333, 4, 64),      /* odd N, batch 3 */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 2, 1001, 1001, 3, 64),    /* N not a multiple of a tile */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 1, 100, 100, 2, 128),     /* d = 128 */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 3, 257, 130, 2, 128),     /* Nq != Nk */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 2, 13, 29, 2, 32),        /* d = 32 */
+    CASE(OP_ATTENTION, F_CUDNN, 1.0f, 0, 1, 50, 50, 4, 64),     /* scale 1 */
+    CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 1, 77, 77, 12, 64), /* CLIP-L, causal */
+    CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 3, 333, 333, 2, 128),
+    CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 2, 130, 70, 3, 64), /* causal, Nq > Nk */
+    CASE(OP_ATTENTION, F_CUDNN, 0, 1, 2, 4429, 4429, 24, 64),   /* SD3.5 at 1024x1024 */
+    /* ... and its fallbacks: a bias, misaligned buffers, a head dim cuDNN does not take */
+    CASE(OP_ATTENTION, F_CUDNN | F_ABIAS, 1.0f, 0, 2, 50, 50, 4, 64),
+    CASE(OP_ATTENTION, F_CUDNN | F_ABIAS | F_MASKED | F_CAUSAL, 0, 0, 1, 40, 40, 2, 64),
+    CASE(OP_ATTENTION, F_CUDNN | F_MISALIGN, 0, 0, 2, 77, 77, 3, 64),
+    CASE(OP_ATTENTION, F_CUDNN, 0, 0, 1, 257, 257, 1, 512),
+    /* the fused kernel in BF16 too (the selection gives BF16 to cuDNN when it can) */
+    CASE(OP_ATTENTION, F_FUSED, 0, 0, 2, 1357, 1357, 24, 64),
+    CASE(OP_ATTENTION, F_FUSED | F_CAUSAL, 0, 0, 3, 130, 130, 3, 32),
 
     /* embedding: V, C, n */
     CASE(OP_EMBEDDING, 0, 0, 0, 5, 3, 7),
@@ -638,8 +663,8 @@ static void describe(const tcase *c, char *buf, size_t len)
     }
     }
     const char *tags[] = {"+b", "+w", " causal", " bias", " masked", " inplace", " misaligned",
-                          " gemm", " chunked"};
-    for (int i = 0; i < 9 && n >= 0 && (size_t)n < len; i++)
+                          " gemm", " chunked", " cudnn", " fused"};
+    for (int i = 0; i < 11 && n >= 0 && (size_t)n < len; i++)
         if (fl & (1 << i))
             n += snprintf(buf + n, len - (size_t)n, "%s", tags[i]);
 }
@@ -705,6 +730,20 @@ static k_cuda_tuning *gpu_tuning(eng_backend *gpu)
 {
     k_cuda_ctx *ctx = eng_backend_cuda_kernels(gpu);
     return ctx ? &ctx->tuning : NULL;
+}
+
+/* The attention path a case's flags force (K_ATTN_AUTO: none). */
+static k_attn_kernel forced_attn(const tcase *c)
+{
+    if (c->op != OP_ATTENTION)
+        return K_ATTN_AUTO;
+    if (c->flags & F_GEMM)
+        return K_ATTN_GEMM;
+    if (c->flags & F_CUDNN)
+        return K_ATTN_CUDNN;
+    if (c->flags & F_FUSED)
+        return c->p[4] == 32 ? K_ATTN_FUSED_D32 : K_ATTN_FUSED_D64;
+    return K_ATTN_AUTO;
 }
 
 static void gbuf_init(gbuf *g, eng_backend *be, eng_dtype dt, const tspec *s, int misalign)
@@ -913,16 +952,39 @@ static void run_case(const tcase *c, eng_dtype dt)
         }
         die_on(rc ? eng_error_set(&err, rc, "copy_in") : 0, &err, "cuda upload");
     }
+    k_cuda_ctx *kc = eng_backend_cuda_kernels(gpu);
     k_cuda_tuning *tune = gpu_tuning(gpu);
-    if (tune && (c->flags & F_GEMM)) {
-        tune->attn_force_gemm = 1;
-        tune->ttt_kernel = K_TTT_CUBLAS;
+    int64_t cudnn_before = kc ? kc->attn_cudnn_runs : 0;
+    int want_cudnn = 0, no_cudnn = 0; /* the path check: cuDNN must / must not serve the call */
+    if (tune) {
+        tune->attn_kernel = forced_attn(c);
+        if (c->op == OP_TTT && (c->flags & F_GEMM))
+            tune->ttt_kernel = K_TTT_CUBLAS;
+        if (c->flags & F_CHUNK)
+            tune->ttt_max_heads = 2;
     }
-    if (tune && (c->flags & F_CHUNK))
-        tune->ttt_max_heads = 2;
+    if (kc && (c->flags & F_CUDNN)) {
+        const int64_t *p = c->p;
+        k_attn_kernel path =
+            k_cuda_attention_kernel(kc, bf ? K_BF16 : K_F32, !!(c->flags & F_ABIAS),
+                                    !!(c->flags & F_CAUSAL), p[0], p[1], p[2], p[3], p[4]);
+        want_cudnn = path == K_ATTN_CUDNN && !(c->flags & F_MISALIGN) &&
+                     (p[4] == 64 || p[4] == 128);
+        no_cudnn = (c->flags & F_ABIAS) || !bf;
+    }
     rc = call(c, gout_t, gin_p, &err);
     if (!rc)
         rc = gpu->synchronize(gpu) ? eng_error_set(&err, ENG_EDEVICE, "synchronize failed") : 0;
+    const int cudnn_ran = kc && kc->attn_cudnn_runs > cudnn_before;
+    const char *path_msg = cudnn_ran ? " [cudnn]" : "";
+    char why[300] = "";
+    if (want_cudnn && !cudnn_ran) {
+        snprintf(why, sizeof why, " CUDNN DID NOT RUN (%s)", k_cuda_last_error());
+        path_msg = why;
+    } else if (no_cudnn && cudnn_ran) {
+        path_msg = " CUDNN RAN WHERE IT MUST NOT!";
+    }
+    const int path_ok = !(want_cudnn && !cudnn_ran) && !(no_cudnn && cudnn_ran);
     if (tune)
         *tune = (k_cuda_tuning){0};
     if (rc) {
@@ -980,12 +1042,12 @@ static void run_case(const tcase *c, eng_dtype dt)
                 guards &= gbuf_guard_ok(&gout[o], gpu);
         double nmse = den > 0 ? num / den : num;
         double bound = bf ? NMSE_BF16 : NMSE_F32;
-        int ok = bad == 0 && nmse <= bound && guards && inputs;
+        int ok = bad == 0 && nmse <= bound && guards && inputs && path_ok;
         if (nmse > worst_nmse[c->op][bf])
             worst_nmse[c->op][bf] = nmse;
-        report(c, mode, ok, "nmse %.2e (<= %.0e) max|d| %.2e%s%s%s", nmse, bound, maxd,
+        report(c, mode, ok, "nmse %.2e (<= %.0e) max|d| %.2e%s%s%s%s", nmse, bound, maxd,
                bad ? " NaN/Inf!" : "", guards ? "" : " GUARD OVERWRITTEN!",
-               inputs ? "" : " INPUT MODIFIED!");
+               inputs ? "" : " INPUT MODIFIED!", path_msg);
         if (bad)
             worst_nmse[c->op][bf] = INFINITY;
     }
@@ -1243,7 +1305,23 @@ static int cmp_float(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void bench_case(const tcase *c, eng_dtype dt, int force_gemm)
+static const char *attn_path_name(k_attn_kernel k)
+{
+    switch (k) {
+    case K_ATTN_FUSED_D32:
+    case K_ATTN_FUSED_D64:
+        return " fused-path";
+    case K_ATTN_GEMM:
+        return " gemm-path";
+    case K_ATTN_CUDNN:
+        return " cudnn-path";
+    default:
+        return "";
+    }
+}
+
+/* force: the attention path to time (K_ATTN_AUTO: whatever the selection takes). */
+static void bench_case(const tcase *c, eng_dtype dt, k_attn_kernel force)
 {
     enum { WARMUP = 3, REPS = 20 };
     layout L;
@@ -1307,9 +1385,12 @@ static void bench_case(const tcase *c, eng_dtype dt, int force_gemm)
         bytes += (double)gout[o].bytes;
     }
     k_cuda_tuning *tune = gpu_tuning(gpu);
-    if (tune && force_gemm) {
-        tune->attn_force_gemm = 1;
-        tune->ttt_kernel = K_TTT_CUBLAS;
+    if (force == K_ATTN_AUTO)
+        force = forced_attn(c);
+    if (tune) {
+        tune->attn_kernel = force;
+        if (c->op == OP_TTT && force == K_ATTN_GEMM) /* the TTT's cuBLAS path */
+            tune->ttt_kernel = K_TTT_CUBLAS;
     }
     for (int r = 0; r < 2 * REPS; r++)
         CUDA_CHECK(cudaEventCreate(&ev[r]));
@@ -1336,7 +1417,7 @@ static void bench_case(const tcase *c, eng_dtype dt, int force_gemm)
         double med = ms[REPS / 2];
         printf("bench %-18s %-44s %-4s%s median %9.4f ms  %8.1f GB/s", op_names[c->op], desc,
                c->op == OP_CONVERT ? "-" : dt == ENG_DTYPE_BF16 ? "BF16" : "F32",
-               force_gemm ? " gemm-path" : "", med, bytes / (med * 1e-3) / 1e9);
+               attn_path_name(force), med, bytes / (med * 1e-3) / 1e9);
         if (L.flops > 0)
             printf("  %7.1f TFLOP/s", L.flops / (med * 1e-3) / 1e12);
         printf("\n");
@@ -1404,14 +1485,23 @@ int main(int argc, char **argv)
             if (!c->bench)
                 continue;
             if (c->op == OP_CONVERT) {
-                bench_case(c, ENG_DTYPE_F32, 0);
+                bench_case(c, ENG_DTYPE_F32, K_ATTN_AUTO);
                 continue;
             }
-            bench_case(c, ENG_DTYPE_F32, 0);
-            bench_case(c, ENG_DTYPE_BF16, 0);
-            if ((c->op == OP_ATTENTION || c->op == OP_TTT) && !(c->flags & F_GEMM)) {
-                bench_case(c, ENG_DTYPE_F32, 1);
-                bench_case(c, ENG_DTYPE_BF16, 1);
+            bench_case(c, ENG_DTYPE_F32, K_ATTN_AUTO);
+            bench_case(c, ENG_DTYPE_BF16, K_ATTN_AUTO);
+            if (c->op == OP_TTT && !(c->flags & F_GEMM)) {
+                bench_case(c, ENG_DTYPE_F32, K_ATTN_GEMM);
+                bench_case(c, ENG_DTYPE_BF16, K_ATTN_GEMM);
+            }
+            if (c->op == OP_ATTENTION && forced_attn(c) == K_ATTN_AUTO) {
+                bench_case(c, ENG_DTYPE_F32, K_ATTN_GEMM);
+                bench_case(c, ENG_DTYPE_BF16, K_ATTN_GEMM);
+                if (c->p[4] == 32)
+                    bench_case(c, ENG_DTYPE_BF16, K_ATTN_FUSED_D32);
+                if (c->p[4] == 64)
+                    bench_case(c, ENG_DTYPE_BF16, K_ATTN_FUSED_D64);
+                bench_case(c, ENG_DTYPE_BF16, K_ATTN_CUDNN);
             }
             continue;
         }

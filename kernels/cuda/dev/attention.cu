@@ -2,11 +2,17 @@
  * dev/attention.cu - the attention kernel versions side by side: each checked against the CPU
  * reference (kernels/cpu/attention.c) on fresh random data, then timed with CUDA events.
  *
- *   build/dev/attention [--B 2] [--N 4429] [--h 24] [--d 64] [--check-N 300] [--reps 20]
+ *   build/dev/attention [--B 2] [--N 4429] [--h 24] [--d 64] [--causal 0] [--check-N 300]
+ *                       [--reps 20]
  *
  * Shapes: q, k, v, o [B, N, h*d], bf16 storage, fp32 softmax. Versions:
- *   1  the production kernel k_cuda_attention_kernel picks for the shape (kernels/cuda/attention.cu)
+ *   1  the path k_cuda_attention_kernel picks for the shape (kernels/cuda/attention.cu)
  *   2  the cuBLAS path of the same file (scores, softmax, P v), forced through ctx.tuning
+ *   3  the fused online-softmax kernel of the same file (d = 32 or 64), forced likewise
+ *   4  cuDNN's fused flash attention (attention_cudnn.cu), called directly so that a shape it
+ *      has no plan for shows as such instead of falling back
+ * One table: time (median), TFLOP/s (4 B h N^2 d flops, half that when causal), the nMSE against
+ * the CPU reference at N = --check-N, and the nMSE at the timed N against version 2's output.
  * A new kernel under development gets the next number here (its own __global__ code in this
  * file), is checked and timed beside the others, and moves into kernels/cuda/ with a row in the
  * dispatch function and in tests/kernels/cuda/test_gpu_ops.c once it wins.
@@ -41,22 +47,44 @@ static float uniform(void) /* xorshift64*, in [-1, 1) */
     return (float)((rng * 2685821657736338717ull) >> 40) / (float)(1 << 23) - 1.0f;
 }
 
-/* Runs version v on device buffers; 0 or -1. */
+#define N_VERSIONS 4
+
+/* Runs version v on device buffers: 0, -1 on an error, 1 when the version cannot run the shape. */
 static int run_version(int v, k_cuda_ctx *ctx, void *o, const void *q, const void *k,
-                       const void *vv, int64_t B, int64_t N, int64_t h, int64_t d)
+                       const void *vv, int64_t B, int64_t N, int64_t h, int64_t d, int causal)
 {
-    ctx->tuning.attn_force_gemm = v == 2;
-    int rc = k_cuda_attention(ctx, K_BF16, o, q, k, vv, NULL, B, N, N, h, d, 1.0f / sqrtf((float)d), 0);
-    ctx->tuning.attn_force_gemm = 0;
+    const float scale = 1.0f / sqrtf((float)d);
+    if (v == 4) /* straight to cuDNN: no silent fallback */
+        return k_cuda_attention_cudnn(ctx, K_BF16, o, q, k, vv, B, N, N, h, d, scale, causal);
+    if (v == 3 && d != 32 && d != 64)
+        return 1;
+    ctx->tuning.attn_kernel = v == 2 ? K_ATTN_GEMM
+                            : v == 3 ? (d == 32 ? K_ATTN_FUSED_D32 : K_ATTN_FUSED_D64)
+                                     : K_ATTN_AUTO;
+    int rc = k_cuda_attention(ctx, K_BF16, o, q, k, vv, NULL, B, N, N, h, d, scale, causal);
+    ctx->tuning.attn_kernel = K_ATTN_AUTO;
     return rc;
 }
 
-static const char *version_name(int v, const k_cuda_ctx *ctx, int64_t B, int64_t h, int64_t d)
+static const char *version_name(int v, const k_cuda_ctx *ctx, int64_t B, int64_t N, int64_t h,
+                                int64_t d, int causal)
 {
-    if (v == 2)
-        return "cuBLAS scores + softmax + P v";
-    return k_cuda_attention_kernel(ctx, B, h, d) == K_ATTN_GEMM ? "production (gemm for this shape)"
-                                                                 : "production fused online softmax";
+    switch (v) {
+    case 2:
+        return "gemm: cuBLAS scores + softmax + P v";
+    case 3:
+        return "fused online softmax (fp32 cores)";
+    case 4:
+        return "cuDNN fused flash attention";
+    }
+    switch (k_cuda_attention_kernel(ctx, K_BF16, 0, causal, B, N, N, h, d)) {
+    case K_ATTN_CUDNN:
+        return "production (cudnn for this shape)";
+    case K_ATTN_GEMM:
+        return "production (gemm for this shape)";
+    default:
+        return "production (fused for this shape)";
+    }
 }
 
 /* Random bf16 q, k, v of [B, n, h*d] on the device, the fp32 values they hold on the host. */
@@ -74,82 +102,127 @@ static void make_inputs(int64_t count, std::vector<float> host[3], void *dev[3])
     }
 }
 
-static int check_version(int v, k_cuda_ctx *ctx, int64_t B, int64_t n, int64_t h, int64_t d)
+/* nMSE of got against ref (bf16 bits against fp32 values), and whether all are finite. */
+static double nmse_of(const uint16_t *got_bits, const float *ref, int64_t count, int *nan)
+{
+    std::vector<float> got(count);
+    k_cpu_bf16_to_f32(got.data(), got_bits, count);
+    double num = 0, den = 0;
+    *nan = 0;
+    for (int64_t i = 0; i < count; i++) {
+        *nan |= !isfinite(got[i]);
+        num += (got[i] - ref[i]) * (double)(got[i] - ref[i]);
+        den += ref[i] * (double)ref[i];
+    }
+    return num / (den > 0 ? den : 1);
+}
+
+/* Version v at N = n against the CPU reference: the nMSE, -1 when v cannot run it, -2 on NaN. */
+static double check_version(int v, k_cuda_ctx *ctx, int64_t B, int64_t n, int64_t h, int64_t d,
+                            int causal)
 {
     const int64_t count = B * n * h * d;
-    std::vector<float> host[3], ref(count), got(count);
+    std::vector<float> host[3], ref(count);
+    std::vector<uint16_t> bits(count);
     void *dev[3], *o;
     make_inputs(count, host, dev);
     CHECK_CUDA(cudaMalloc(&o, count * 2));
     CHECK_CUDA(cudaMemset(o, 0xff, count * 2)); /* NaN: every element must be written */
-    if (run_version(v, ctx, o, dev[0], dev[1], dev[2], B, n, h, d)) {
+    int rc = run_version(v, ctx, o, dev[0], dev[1], dev[2], B, n, h, d, causal);
+    if (rc < 0) {
         fprintf(stderr, "version %d: %s\n", v, k_cuda_last_error());
-        return -1;
+        exit(1);
     }
-    std::vector<uint16_t> bits(count);
-    CHECK_CUDA(cudaMemcpy(bits.data(), o, count * 2, cudaMemcpyDeviceToHost));
-    k_cpu_bf16_to_f32(got.data(), bits.data(), count);
-    if (k_cpu_attention(ref.data(), host[0].data(), host[1].data(), host[2].data(), NULL, B, n, n,
-                        h, d, 1.0f / sqrtf((float)d), 0))
-        return -1;
-    double num = 0, den = 0;
-    int nan = 0;
-    for (int64_t i = 0; i < count; i++) {
-        nan |= !isfinite(got[i]);
-        num += (got[i] - ref[i]) * (double)(got[i] - ref[i]);
-        den += ref[i] * (double)ref[i];
+    double nmse = -1;
+    if (rc == 0) {
+        CHECK_CUDA(cudaMemcpy(bits.data(), o, count * 2, cudaMemcpyDeviceToHost));
+        if (k_cpu_attention(ref.data(), host[0].data(), host[1].data(), host[2].data(), NULL, B, n,
+                            n, h, d, 1.0f / sqrtf((float)d), causal)) {
+            fprintf(stderr, "k_cpu_attention failed\n");
+            exit(1);
+        }
+        int nan;
+        nmse = nmse_of(bits.data(), ref.data(), count, &nan);
+        if (nan)
+            nmse = -2;
     }
-    double nmse = num / (den > 0 ? den : 1);
-    int ok = !nan && nmse <= 1e-4;
-    printf("  check v%d at N=%lld: nMSE %.2e%s %s\n", v, (long long)n, nmse, nan ? " (NaN)" : "",
-           ok ? "ok" : "FAIL");
     for (int t = 0; t < 3; t++)
         CHECK_CUDA(cudaFree(dev[t]));
     CHECK_CUDA(cudaFree(o));
-    return ok ? 0 : -1;
+    return nmse;
 }
 
-static double time_version(int v, k_cuda_ctx *ctx, int64_t B, int64_t N, int64_t h, int64_t d, int reps)
+/* Times every version at N on the same inputs (median of reps) and compares each output with
+ * the gemm version's (fp32 scores through cuBLAS: the GPU reference at sizes the CPU is too slow
+ * for). ms[v] < 0: version v cannot run the shape. */
+static void time_versions(k_cuda_ctx *ctx, int64_t B, int64_t N, int64_t h, int64_t d, int causal,
+                          int reps, double ms_out[N_VERSIONS + 1], double vs_gemm[N_VERSIONS + 1])
 {
     const int64_t count = B * N * h * d;
-    std::vector<float> host[3];
+    std::vector<float> host[3], gemm(count);
+    std::vector<uint16_t> bits(count);
     void *dev[3], *o;
     make_inputs(count, host, dev);
     CHECK_CUDA(cudaMalloc(&o, count * 2));
     cudaEvent_t a, b;
     CHECK_CUDA(cudaEventCreate(&a));
     CHECK_CUDA(cudaEventCreate(&b));
-    std::vector<float> ms;
-    for (int r = 0; r < reps + 3; r++) {
-        CHECK_CUDA(cudaEventRecord(a, ctx->stream));
-        if (run_version(v, ctx, o, dev[0], dev[1], dev[2], B, N, h, d))
-            return -1;
-        CHECK_CUDA(cudaEventRecord(b, ctx->stream));
-        CHECK_CUDA(cudaEventSynchronize(b));
-        float t;
-        CHECK_CUDA(cudaEventElapsedTime(&t, a, b));
-        if (r >= 3)
-            ms.push_back(t);
+    const int order[N_VERSIONS] = {2, 1, 3, 4}; /* gemm first: the others are compared with it */
+    for (int i = 0; i < N_VERSIONS; i++) {
+        int v = order[i];
+        std::vector<float> ms;
+        ms_out[v] = vs_gemm[v] = -1;
+        CHECK_CUDA(cudaMemset(o, 0xff, count * 2));
+        int rc = run_version(v, ctx, o, dev[0], dev[1], dev[2], B, N, h, d, causal);
+        if (rc < 0) {
+            fprintf(stderr, "version %d: %s\n", v, k_cuda_last_error());
+            exit(1);
+        }
+        if (rc > 0)
+            continue;
+        CHECK_CUDA(cudaMemcpy(bits.data(), o, count * 2, cudaMemcpyDeviceToHost));
+        if (v == 2) {
+            k_cpu_bf16_to_f32(gemm.data(), bits.data(), count);
+        } else {
+            int nan;
+            vs_gemm[v] = nmse_of(bits.data(), gemm.data(), count, &nan);
+            if (nan)
+                vs_gemm[v] = INFINITY;
+        }
+        for (int r = 0; r < reps + 3; r++) {
+            CHECK_CUDA(cudaEventRecord(a, ctx->stream));
+            if (run_version(v, ctx, o, dev[0], dev[1], dev[2], B, N, h, d, causal)) {
+                fprintf(stderr, "version %d: %s\n", v, k_cuda_last_error());
+                exit(1);
+            }
+            CHECK_CUDA(cudaEventRecord(b, ctx->stream));
+            CHECK_CUDA(cudaEventSynchronize(b));
+            float t;
+            CHECK_CUDA(cudaEventElapsedTime(&t, a, b));
+            if (r >= 3)
+                ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        ms_out[v] = ms[ms.size() / 2];
     }
-    std::sort(ms.begin(), ms.end());
     for (int t = 0; t < 3; t++)
         CHECK_CUDA(cudaFree(dev[t]));
     CHECK_CUDA(cudaFree(o));
     CHECK_CUDA(cudaEventDestroy(a));
     CHECK_CUDA(cudaEventDestroy(b));
-    return ms[ms.size() / 2];
 }
 
 int main(int argc, char **argv)
 {
-    long long B = 2, N = 4429, h = 24, d = 64, check_n = 300, reps = 20;
+    long long B = 2, N = 4429, h = 24, d = 64, check_n = 300, reps = 20, causal = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         long long *dst = !strcmp(argv[i], "--B") ? &B : !strcmp(argv[i], "--N") ? &N
                        : !strcmp(argv[i], "--h") ? &h : !strcmp(argv[i], "--d") ? &d
                        : !strcmp(argv[i], "--check-N") ? &check_n : !strcmp(argv[i], "--reps") ? &reps
-                       : NULL;
-        if (!dst || (*dst = atoll(argv[i + 1])) <= 0) {
-            fprintf(stderr, "usage: %s [--B n] [--N n] [--h n] [--d n] [--check-N n] [--reps n]\n", argv[0]);
+                       : !strcmp(argv[i], "--causal") ? &causal : NULL;
+        if (!dst || (*dst = atoll(argv[i + 1])) < (dst == &causal ? 0 : 1)) {
+            fprintf(stderr, "usage: %s [--B n] [--N n] [--h n] [--d n] [--causal 0|1] "
+                            "[--check-N n] [--reps n]\n", argv[0]);
             return 2;
         }
     }
@@ -158,16 +231,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", k_cuda_last_error());
         return 1;
     }
-    printf("attention B=%lld N=%lld h=%lld d=%lld bf16\n", B, N, h, d);
+    printf("attention B=%lld N=%lld h=%lld d=%lld%s bf16; check at N=%lld against the CPU,\n"
+           "timing at N=%lld (median of %lld), \"vs gemm\": nMSE at N against the gemm version\n",
+           B, N, h, d, causal ? " causal" : "", check_n, N, reps);
+    double ms[N_VERSIONS + 1], vs_gemm[N_VERSIONS + 1];
+    time_versions(&ctx, B, N, h, d, (int)causal, (int)reps, ms, vs_gemm);
+    /* Causal attention computes about half the scores. */
+    const double flop = 4.0 * B * h * (double)N * N * d * (causal ? 0.5 : 1.0);
     int fails = 0;
-    for (int v = 1; v <= 2; v++) {
-        if (check_version(v, &ctx, B, check_n, h, d)) {
-            fails++;
+    printf("%-3s %-36s %10s %9s %12s %10s\n", "v", "path", "ms", "TFLOP/s", "nMSE (CPU)",
+           "vs gemm");
+    for (int v = 1; v <= N_VERSIONS; v++) {
+        double nmse = check_version(v, &ctx, B, check_n, h, d, (int)causal);
+        const char *name = version_name(v, &ctx, B, N, h, d, (int)causal);
+        if (nmse == -1 || ms[v] < 0) {
+            printf("v%-2d %-36s cannot run this shape: %s\n", v, name, k_cuda_last_error());
             continue;
         }
-        double ms = time_version(v, &ctx, B, N, h, d, (int)reps);
-        double tflops = 4.0 * B * h * (double)N * N * d / (ms * 1e-3) / 1e12;
-        printf("v%d %-34s %9.3f ms %7.1f TFLOP/s\n", v, version_name(v, &ctx, B, h, d), ms, tflops);
+        int ok = nmse >= 0 && nmse <= 1e-4 && vs_gemm[v] <= 1e-4;
+        fails += !ok;
+        printf("v%-2d %-36s %10.3f %9.1f %12.2e %10.2e %s\n", v, name, ms[v],
+               flop / (ms[v] * 1e-3) / 1e12, nmse, v == 2 ? 0.0 : vs_gemm[v], ok ? "ok" : "FAIL");
     }
     k_cuda_ctx_free(&ctx);
     return fails ? 1 : 0;
