@@ -133,6 +133,10 @@ struct eng_backend {
     int (*scale)(eng_backend *be, eng_tensor *y, const eng_tensor *x, float s, eng_error *err);
     int (*modulate)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
                     const eng_tensor *shift, eng_error *err);
+    /* NULL: eng_op_norm_modulate runs layer_norm, then modulate. */
+    int (*norm_modulate)(eng_backend *be, eng_tensor *y, const eng_tensor *x,
+                         const eng_tensor *scale, const eng_tensor *shift, float eps,
+                         eng_error *err);
     int (*gated_add)(eng_backend *be, eng_tensor *y, const eng_tensor *x, const eng_tensor *gate,
                      eng_error *err);
     int (*concat_tokens)(eng_backend *be, eng_tensor *y, const eng_tensor *a, const eng_tensor *b,
@@ -210,6 +214,11 @@ int eng_op_scale(eng_tensor *y, const eng_tensor *x, float s, eng_error *err);
 /* y[B, N, C] = x * (1 + scale[B, C]) + shift[B, C]; y may alias x. */
 int eng_op_modulate(eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
                     const eng_tensor *shift, eng_error *err);
+/* y[B, N, C] = LayerNorm(x) * (1 + scale[B, C]) + shift[B, C], the norm over C without affine
+ * parameters: eng_op_layer_norm then eng_op_modulate, in one pass where the backend can (CUDA).
+ * y may alias x. */
+int eng_op_norm_modulate(eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
+                         const eng_tensor *shift, float eps, eng_error *err);
 /* y[B, N, C] += gate[B, C] * x[B, N, C] (reads and writes y). */
 int eng_op_gated_add(eng_tensor *y, const eng_tensor *x, const eng_tensor *gate, eng_error *err);
 /* y[B, Na + Nb, C] = [a[B, Na, C]; b[B, Nb, C]] along tokens. */

@@ -391,6 +391,16 @@ static int cuda_modulate(eng_backend *be, eng_tensor *y, const eng_tensor *x,
                                             shift->data, x->shape[0], x->shape[1], x->shape[2]));
 }
 
+static int cuda_norm_modulate(eng_backend *be, eng_tensor *y, const eng_tensor *x,
+                              const eng_tensor *scale, const eng_tensor *shift, float eps,
+                              eng_error *err)
+{
+    DT("norm_modulate", y);
+    return KRUN("norm_modulate", k_cuda_norm_modulate(stream_of(be), dt, y->data, x->data,
+                                                      scale->data, shift->data, x->shape[0],
+                                                      x->shape[1], x->shape[2], eps));
+}
+
 static int cuda_gated_add(eng_backend *be, eng_tensor *y, const eng_tensor *x,
                           const eng_tensor *gate, eng_error *err)
 {
@@ -566,6 +576,7 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->binary = cuda_binary;
     be->scale = cuda_scale;
     be->modulate = cuda_modulate;
+    be->norm_modulate = cuda_norm_modulate;
     be->gated_add = cuda_gated_add;
     be->concat_tokens = cuda_concat_tokens;
     be->split_tokens = cuda_split_tokens;

@@ -353,6 +353,28 @@ int eng_op_modulate(eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
     RETURN_DISPATCH(be, ENG_OP_MODULATE, modulate, y, x, scale, shift, err);
 }
 
+int eng_op_norm_modulate(eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
+                         const eng_tensor *shift, float eps, eng_error *err)
+{
+    const char *op = "norm_modulate";
+    eng_backend *be = NULL;
+    ENG_TRY(backend_of(op, "y", y, &be, err));
+    ENG_TRY(input(op, "x", x, be, y, err));
+    ENG_TRY(input(op, "scale", scale, be, y, err));
+    ENG_TRY(input(op, "shift", shift, be, y, err));
+    ENG_TRY(want_rank(op, "x", x, 3, 3, err));
+    ENG_TRY(want_same_shape(op, "y", y, x, "x", err));
+    ENG_TRY(per_sample_vector(op, "scale", scale, x, err));
+    ENG_TRY(per_sample_vector(op, "shift", shift, x, err));
+    if (!(eps > 0.0f))
+        return eng_error_set(err, ENG_EINVAL, "norm_modulate: eps %g, expected > 0", (double)eps);
+    if (!be->norm_modulate) { /* the two ops the fused one stands for */
+        ENG_TRY(eng_op_layer_norm(y, x, NULL, NULL, eps, err));
+        return eng_op_modulate(y, y, scale, shift, err);
+    }
+    RETURN_DISPATCH(be, ENG_OP_NORM_MODULATE, norm_modulate, y, x, scale, shift, eps, err);
+}
+
 int eng_op_gated_add(eng_tensor *y, const eng_tensor *x, const eng_tensor *gate, eng_error *err)
 {
     const char *op = "gated_add";

@@ -58,6 +58,7 @@ static const char *const kind_names[ENG_OP_KINDS] = {
     [ENG_OP_TTT] = "ttt",
     [ENG_OP_TTT_LOCAL] = "ttt_local",
     [ENG_OP_LINEAR_GELU] = "linear_gelu",
+    [ENG_OP_NORM_MODULATE] = "norm_modulate",
 };
 
 const char *eng_op_kind_name(eng_op_kind kind)

@@ -46,6 +46,7 @@ typedef enum eng_op_kind {
     ENG_OP_TTT,
     ENG_OP_TTT_LOCAL,
     ENG_OP_LINEAR_GELU,
+    ENG_OP_NORM_MODULATE,
     ENG_OP_KINDS /* the number of kinds */
 } eng_op_kind;
 

@@ -33,16 +33,6 @@ eng_dtype eng_mmdit_dtype(const eng_mmdit *m)
     return m->dtype;
 }
 
-void eng_mmdit_free(eng_mmdit *m)
-{
-    if (!m)
-        return;
-    mmdit_graphs_free(m);
-    eng_arena_free(&m->arena);
-    eng_weights_free(m->weights);
-    free(m->blocks);
-    free(m);
-}
 
 /*
  * diffusers' Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0): for i < 128,
@@ -90,8 +80,7 @@ done:
     return rc;
 }
 
-/* tfeat: a new F32 arena tensor [B, 256] holding the features of the host timesteps t. */
-static int upload_features(eng_mmdit *m, eng_tensor *tfeat, const float *t, int64_t B,
+int mmdit_upload_features(eng_mmdit *m, eng_tensor *tfeat, const float *t, int64_t B,
                            eng_error *err)
 {
     float *feat = malloc((size_t)B * MMDIT_TIME_CHANNELS * sizeof *feat);
@@ -114,7 +103,7 @@ int eng_mmdit_time_embed(eng_mmdit *m, const float *t, const eng_tensor *pooled,
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
     eng_tensor f;
     int rc;
-    ENG_TRY_DONE(upload_features(m, &f, t, pooled->shape[0], err));
+    ENG_TRY_DONE(mmdit_upload_features(m, &f, t, pooled->shape[0], err));
     rc = time_embed_dev(m, &f, pooled, temb, err);
 done:
     eng_arena_release(&m->arena, mark);
@@ -167,7 +156,7 @@ int eng_mmdit_final(eng_mmdit *m, const eng_tensor *hidden, const eng_tensor *te
     const eng_transformer_config *c = &m->cfg;
     int64_t B = hidden->shape[0], p = c->patch_size, oc = c->out_channels;
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
-    eng_tensor st, scale, shift, n, y, pr;
+    eng_tensor st, scale, shift, y, pr;
     int rc;
 
     /* norm_out is AdaLayerNormContinuous: chunk 0 is the scale, chunk 1 the shift. */
@@ -175,10 +164,8 @@ int eng_mmdit_final(eng_mmdit *m, const eng_tensor *hidden, const eng_tensor *te
     ENG_TRY_DONE(eng_op_act(&st, temb, ENG_ACT_SILU, err));
     ENG_TRY_DONE(mmdit_mod_chunk(m, &scale, &st, m->out_norm_w, m->out_norm_b, 0, err));
     ENG_TRY_DONE(mmdit_mod_chunk(m, &shift, &st, m->out_norm_w, m->out_norm_b, 1, err));
-    ENG_TRY_DONE(tmp(m, &n, hidden->ndim, hidden->shape, err));
-    ENG_TRY_DONE(eng_op_layer_norm(&n, hidden, NULL, NULL, 1e-6f, err));
     ENG_TRY_DONE(tmp(m, &y, hidden->ndim, hidden->shape, err));
-    ENG_TRY_DONE(eng_op_modulate(&y, &n, &scale, &shift, err));
+    ENG_TRY_DONE(eng_op_norm_modulate(&y, hidden, &scale, &shift, 1e-6f, err));
     ENG_TRY_DONE(mmdit_linear(m, &pr, &y, m->proj_w, m->proj_b, err));
 
     /* Unpatchify: [B, gh, gw, p, p, oc] -> [B, oc, gh, p, gw, p] = [B, oc, H, W]. */
@@ -197,69 +184,7 @@ done:
     return rc;
 }
 
-/* t exists, lives on m's backend and has m's dtype. */
-static int check_tensor(const eng_mmdit *m, const char *name, const eng_tensor *t, eng_error *err)
-{
-    if (!t || !t->data)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: %s is NULL or has no data", name);
-    if (t->backend != m->be && !(t->backend == NULL && m->be->kind == ENG_DEVICE_CPU))
-        return eng_error_set(err, ENG_EINVAL, "mmdit: %s lives on %s, the model on %s", name,
-                             t->backend ? t->backend->name : "the host", m->be->name);
-    if (t->dtype != m->dtype)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: %s has dtype %s, the model %s", name,
-                             eng_dtype_name(t->dtype), eng_dtype_name(m->dtype));
-    return 0;
-}
 
-static int check_forward(const eng_mmdit *m, const eng_tensor *x, const float *t,
-                         const eng_tensor *ctx, const eng_tensor *pooled, const eng_tensor *out,
-                         eng_error *err)
-{
-    const eng_transformer_config *c = &m->cfg;
-    char s[128];
-    ENG_TRY(check_tensor(m, "x", x, err));
-    ENG_TRY(check_tensor(m, "ctx", ctx, err));
-    ENG_TRY(check_tensor(m, "pooled", pooled, err));
-    ENG_TRY(check_tensor(m, "out", out, err));
-    if (!t)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: t is NULL");
-    eng_shape_str(x, s, sizeof s);
-    if (x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != c->in_channels || x->shape[2] < 1 ||
-        x->shape[3] < 1)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: x has shape %s, expected [B, %d, H, W]", s,
-                             c->in_channels);
-    int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3], p = c->patch_size;
-    if (H % p || W % p)
-        return eng_error_set(err, ENG_EINVAL,
-                             "mmdit: x has shape %s: height %lld and width %lld must be multiples "
-                             "of patch_size %lld",
-                             s, (long long)H, (long long)W, (long long)p);
-    if (H / p > c->pos_embed_max_size || W / p > c->pos_embed_max_size)
-        return eng_error_set(err, ENG_EINVAL,
-                             "mmdit: x has shape %s: its %lld x %lld patch grid exceeds "
-                             "pos_embed_max_size %d",
-                             s, (long long)(H / p), (long long)(W / p), c->pos_embed_max_size);
-    if (ctx->ndim != 3 || ctx->shape[0] != B || ctx->shape[1] < 1 ||
-        ctx->shape[2] != c->joint_attention_dim)
-        return eng_error_set(err, ENG_EINVAL,
-                             "mmdit: ctx has shape %s, expected [%lld, Nt, %d] "
-                             "(joint_attention_dim %d)",
-                             eng_shape_str(ctx, s, sizeof s), (long long)B,
-                             c->joint_attention_dim, c->joint_attention_dim);
-    if (pooled->ndim != 2 || pooled->shape[0] != B ||
-        pooled->shape[1] != c->pooled_projection_dim)
-        return eng_error_set(err, ENG_EINVAL,
-                             "mmdit: pooled has shape %s, expected [%lld, %d] "
-                             "(pooled_projection_dim)",
-                             eng_shape_str(pooled, s, sizeof s), (long long)B,
-                             c->pooled_projection_dim);
-    if (out->ndim != 4 || out->shape[0] != B || out->shape[1] != c->out_channels ||
-        out->shape[2] != H || out->shape[3] != W)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: out has shape %s, expected [%lld, %d, %lld, %lld]",
-                             eng_shape_str(out, s, sizeof s), (long long)B, c->out_channels,
-                             (long long)H, (long long)W);
-    return 0;
-}
 
 int mmdit_forward_body(eng_mmdit *m, const eng_tensor *x, const eng_tensor *tfeat,
                        const eng_tensor *ctx, const eng_tensor *pooled, eng_tensor *out,
@@ -286,20 +211,3 @@ done:
     return rc;
 }
 
-int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
-                      const eng_tensor *pooled, eng_tensor *out, eng_error *err)
-{
-    if (!m)
-        return eng_error_set(err, ENG_EINVAL, "mmdit: model is NULL");
-    ENG_TRY(check_forward(m, x, t, ctx, pooled, out, err));
-    if (mmdit_graph_usable(m))
-        return mmdit_graph_forward(m, x, t, ctx, pooled, out, err);
-    eng_arena_mark mark = eng_arena_get_mark(&m->arena);
-    eng_tensor tfeat;
-    int rc;
-    ENG_TRY_DONE(upload_features(m, &tfeat, t, x->shape[0], err));
-    rc = mmdit_forward_body(m, x, &tfeat, ctx, pooled, out, err);
-done:
-    eng_arena_release(&m->arena, mark);
-    return rc;
-}

@@ -193,18 +193,12 @@ static int feed_forward(eng_mmdit *m, eng_tensor *x, const eng_tensor *x1, wt w1
     return eng_op_gated_add(x, &f, gate, err);
 }
 
-/* y = LayerNorm(x) * (1 + scale) + shift into a new arena tensor; n (optional) gets LayerNorm(x). */
-static int norm_mod(eng_mmdit *m, eng_tensor *y, eng_tensor *n, const eng_tensor *x,
-                    const eng_tensor *scale, const eng_tensor *shift, eng_error *err)
+/* y = LayerNorm(x) * (1 + scale) + shift into a new arena tensor (one op). */
+static int norm_mod(eng_mmdit *m, eng_tensor *y, const eng_tensor *x, const eng_tensor *scale,
+                    const eng_tensor *shift, eng_error *err)
 {
-    eng_tensor nx;
-    ENG_TRY(tmp(m, &nx, x->ndim, x->shape, err));
-    ENG_TRY(eng_op_layer_norm(&nx, x, NULL, NULL, NORM_EPS, err));
     ENG_TRY(tmp(m, y, x->ndim, x->shape, err));
-    ENG_TRY(eng_op_modulate(y, &nx, scale, shift, err));
-    if (n)
-        *n = nx;
-    return 0;
+    return eng_op_norm_modulate(y, x, scale, shift, NORM_EPS, err);
 }
 
 /*
@@ -265,7 +259,7 @@ int eng_mmdit_block(eng_mmdit *m, int i, eng_tensor *hidden, eng_tensor *context
     ENG_TRY(check_block_args(m, i, hidden, context, temb, gh, gw, err));
     const mmdit_block *bl = &m->blocks[i];
     eng_arena_mark mark = eng_arena_get_mark(&m->arena);
-    eng_tensor st, nx, xa, xa2, ca, ax, ac, a2, n2;
+    eng_tensor st, xa, xa2, ca, ax, ac, a2, n2;
     adaln_mod mx, mc; /* the image and the context modulation */
     int rc = 0;
 
@@ -278,12 +272,10 @@ int eng_mmdit_block(eng_mmdit *m, int i, eng_tensor *hidden, eng_tensor *context
                              bl->norm1c_w, bl->norm1c_b, err));
 
     /* norm1: both image branches modulate the same LayerNorm(hidden). */
-    ENG_TRY_DONE(norm_mod(m, &xa, &nx, hidden, &mx.scale_msa, &mx.shift_msa, err));
-    if (bl->dual) {
-        ENG_TRY_DONE(tmp(m, &xa2, hidden->ndim, hidden->shape, err));
-        ENG_TRY_DONE(eng_op_modulate(&xa2, &nx, &mx.scale_msa2, &mx.shift_msa2, err));
-    }
-    ENG_TRY_DONE(norm_mod(m, &ca, NULL, context, &mc.scale_msa, &mc.shift_msa, err));
+    ENG_TRY_DONE(norm_mod(m, &xa, hidden, &mx.scale_msa, &mx.shift_msa, err));
+    if (bl->dual)
+        ENG_TRY_DONE(norm_mod(m, &xa2, hidden, &mx.scale_msa2, &mx.shift_msa2, err));
+    ENG_TRY_DONE(norm_mod(m, &ca, context, &mc.scale_msa, &mc.shift_msa, err));
 
     ENG_TRY_DONE(tmp(m, &ax, hidden->ndim, hidden->shape, err));
     if (!bl->pre_only)
@@ -295,13 +287,13 @@ int eng_mmdit_block(eng_mmdit *m, int i, eng_tensor *hidden, eng_tensor *context
         ENG_TRY_DONE(mmdit_attention(m, &bl->attn2, &xa2, NULL, gh, gw, &a2, NULL, err));
         ENG_TRY_DONE(eng_op_gated_add(hidden, &a2, &mx.gate_msa2, err));
     }
-    ENG_TRY_DONE(norm_mod(m, &n2, NULL, hidden, &mx.scale_mlp, &mx.shift_mlp, err));
+    ENG_TRY_DONE(norm_mod(m, &n2, hidden, &mx.scale_mlp, &mx.shift_mlp, err));
     ENG_TRY_DONE(feed_forward(m, hidden, &n2, bl->ff1_w, bl->ff1_b, bl->ff2_w, bl->ff2_b,
                               &mx.gate_mlp, err));
 
     if (!bl->pre_only) {
         ENG_TRY_DONE(eng_op_gated_add(context, &ac, &mc.gate_msa, err));
-        ENG_TRY_DONE(norm_mod(m, &n2, NULL, context, &mc.scale_mlp, &mc.shift_mlp, err));
+        ENG_TRY_DONE(norm_mod(m, &n2, context, &mc.scale_mlp, &mc.shift_mlp, err));
         ENG_TRY_DONE(feed_forward(m, context, &n2, bl->ffc1_w, bl->ffc1_b, bl->ffc2_w, bl->ffc2_b,
                                   &mc.gate_mlp, err));
     }

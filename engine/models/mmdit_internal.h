@@ -39,7 +39,7 @@ typedef struct mmdit_block {
 } mmdit_block;
 
 /*
- * A forward recorded as a backend graph (mmdit_graph.c) for one input shape: the staging tensors
+ * A forward recorded as a backend graph (mmdit_forward.c) for one input shape: the staging tensors
  * it reads and writes (the caller's tensors are copied in and out around a replay, so one graph
  * serves every request of its shape) and the arena block it was recorded on.
  */
@@ -97,8 +97,11 @@ int mmdit_forward_body(eng_mmdit *m, const eng_tensor *x, const eng_tensor *tfea
                        eng_error *err);
 /* f[B, 256] = diffusers' sinusoidal features of the B host timesteps t. */
 void mmdit_time_features(const float *t, int64_t B, float *f);
+/* tfeat: a new F32 arena tensor [B, 256] holding the features of the host timesteps t. */
+int mmdit_upload_features(eng_mmdit *m, eng_tensor *tfeat, const float *t, int64_t B,
+                          eng_error *err);
 
-/* ---- mmdit_graph.c ---- */
+/* ---- mmdit_forward.c ---- */
 
 /* 1 when forwards on m can be replayed as graphs now (the backend records graphs, they are on,
  * and no profile is running). */

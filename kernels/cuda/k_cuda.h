@@ -167,6 +167,9 @@ int k_cuda_linear_gelu(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, cons
 /* Row-wise over C: (x - mean)/sqrt(var + eps) (biased var) * w + b; w, b may be NULL. */
 int k_cuda_layer_norm(cudaStream_t s, k_dtype dt, void *y, const void *x, const void *w,
                       const void *b, int64_t M, int64_t C, float eps);
+/* y[B, N, C] = LayerNorm(x) (no affine) * (1 + scale[B, C]) + shift[B, C]; y may equal x. */
+int k_cuda_norm_modulate(cudaStream_t s, k_dtype dt, void *y, const void *x, const void *scale,
+                         const void *shift, int64_t B, int64_t N, int64_t C, float eps);
 /* Row-wise over C: x / sqrt(mean(x^2) + eps) * w; w may be NULL. */
 int k_cuda_rms_norm(cudaStream_t s, k_dtype dt, void *y, const void *x, const void *w, int64_t M,
                     int64_t C, float eps);

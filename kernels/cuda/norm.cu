@@ -39,6 +39,53 @@ __global__ void layer_norm_kernel(T *y, const T *x, const T *w, const T *b, int6
     }
 }
 
+/* y = LayerNorm(x) * (1 + scale[b]) + shift[b] per row of x[B * N, C], row r of sample r / N. */
+template <typename T, bool BLOCK>
+__global__ void layer_norm_mod_kernel(T *y, const T *x, const T *scale, const T *shift, int64_t M,
+                                      int64_t N, int64_t C, float eps)
+{
+    __shared__ float shm[32];
+    int tid, nt;
+    int64_t row = k_row_setup<BLOCK>(&tid, &nt);
+    if (row >= M)
+        return;
+    const T *xr = x + row * C, *sc = scale + (row / N) * C, *sh = shift + (row / N) * C;
+    T *yr = y + row * C;
+
+    float sum = 0.0f;
+    for (int64_t j = tid; j < C; j += nt)
+        sum += k_ld(xr, j);
+    float mean = k_row_sum<BLOCK>(sum, shm) / (float)C;
+    float sq = 0.0f;
+    for (int64_t j = tid; j < C; j += nt) {
+        float d = k_ld(xr, j) - mean;
+        sq += d * d;
+    }
+    float inv = 1.0f / sqrtf(k_row_sum<BLOCK>(sq, shm) / (float)C + eps);
+    for (int64_t j = tid; j < C; j += nt)
+        k_st(yr, j, (k_ld(xr, j) - mean) * inv * (1.0f + k_ld(sc, j)) + k_ld(sh, j));
+}
+
+extern "C" int k_cuda_norm_modulate(cudaStream_t s, k_dtype dt, void *y, const void *x,
+                                    const void *scale, const void *shift, int64_t B, int64_t N,
+                                    int64_t C, float eps)
+{
+    const int64_t M = B * N;
+    if (M <= 0 || C <= 0)
+        return 0;
+    int block = C > K_WARP_ROW_MAX;
+    K_DISPATCH(dt, T, "k_cuda_norm_modulate", {
+        if (block)
+            layer_norm_mod_kernel<T, true><<<k_row_blocks(M, 1), K_ROW_THREADS, 0, s>>>(
+                (T *)y, (const T *)x, (const T *)scale, (const T *)shift, M, N, C, eps);
+        else
+            layer_norm_mod_kernel<T, false><<<k_row_blocks(M, 0), K_ROW_THREADS, 0, s>>>(
+                (T *)y, (const T *)x, (const T *)scale, (const T *)shift, M, N, C, eps);
+        K_LAUNCH_CHECK();
+    });
+    return 0;
+}
+
 template <typename T, bool BLOCK>
 __global__ void rms_norm_kernel(T *y, const T *x, const T *w, int64_t M, int64_t C, float eps)
 {

@@ -69,13 +69,13 @@ static float rng_uniform(float lo, float hi)
 enum {
     OP_CONVERT, OP_LINEAR, OP_LAYER_NORM, OP_RMS_NORM, OP_GROUP_NORM, OP_ACT, OP_SOFTMAX,
     OP_BINARY, OP_SCALE, OP_MODULATE, OP_GATED_ADD, OP_CONCAT, OP_SPLIT, OP_CONV2D, OP_UPSAMPLE,
-    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_TTT_LOCAL, OP_LINEAR_GELU, OP_COUNT
+    OP_ATTENTION, OP_EMBEDDING, OP_TRANSPOSE, OP_PERMUTE, OP_TTT, OP_TTT_LOCAL, OP_LINEAR_GELU, OP_NORM_MOD, OP_COUNT
 };
 
 static const char *op_names[OP_COUNT] = {
     "convert", "linear", "layer_norm", "rms_norm", "group_norm", "act", "softmax", "binary",
     "scale", "modulate", "gated_add", "concat_tokens", "split_tokens", "conv2d",
-    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt", "ttt_local", "linear_gelu",
+    "upsample_nearest2x", "attention", "embedding", "transpose", "permute", "ttt", "ttt_local", "linear_gelu", "norm_modulate",
 };
 
 /* Flags. */
@@ -293,6 +293,12 @@ static const tcase cases[] = {
     CASE(OP_TTT, F_GEMM, 0, 0, 3, 1001, 4, 64),
     CASE(OP_TTT, F_GEMM, 0, 0, 2, 333, 3, 32),
     CASE(OP_TTT, 0, 0, 1, 2, 16384 + 333, 24, 64), /* SD3.5-M at 2048 px */
+
+    /* norm_modulate: B, N, C (eps in f) */
+    CASE(OP_NORM_MOD, 0, 1e-6f, 0, 1, 1, 1),
+    CASE(OP_NORM_MOD, 0, 1e-6f, 0, 2, 37, 128),               /* a warp per row */
+    CASE(OP_NORM_MOD, F_MISALIGN, 1e-5f, 0, 3, 5, 1001),      /* a block per row, odd C */
+    CASE(OP_NORM_MOD, 0, 1e-6f, 1, 2, 4096, 1536),            /* SD3.5-M norm1 at 1024 px */
 
     /* linear_gelu: as linear (the GELU in cuBLASLt's epilogue, or a separate pass) */
     CASE(OP_LINEAR_GELU, F_BIAS, 0, 0, 1, 7, 13, 5),
@@ -539,6 +545,14 @@ static void build(const tcase *c, layout *L)
         L->flops = 14.0 * B * h * N * d * d; /* seven N x d x d GEMMs per head */
         break;
     }
+    case OP_NORM_MOD:
+        L->nin = 3;
+        L->in[0] = SPEC(-2, 3, p[0], p[1], p[2]);
+        L->in[1] = SPEC(-0.5f, 0.5f, p[0], p[2]);
+        L->in[2] = SPEC(-1, 1, p[0], p[2]);
+        L->nout = 1;
+        L->out[0] = SPEC(0, 0, p[0], p[1], p[2]);
+        break;
     case OP_TTT_LOCAL: {
         /* k off-centre (the key norm must remove a mean), conv weights of a 3x3 init's scale. */
         int64_t B = p[0], N = p[1] * p[2] + p[3], C = p[4];
@@ -564,6 +578,7 @@ static int call(const tcase *c, eng_tensor *out, eng_tensor **in, eng_error *err
     switch (c->op) {
     case OP_LINEAR: return eng_op_linear(&out[0], in[0], in[1], in[2], err);
     case OP_LINEAR_GELU: return eng_op_linear_gelu(&out[0], in[0], in[1], in[2], err);
+    case OP_NORM_MOD: return eng_op_norm_modulate(&out[0], in[0], in[1], in[2], c->f, err);
     case OP_LAYER_NORM: return eng_op_layer_norm(&out[0], in[0], in[1], in[2], c->f, err);
     case OP_RMS_NORM: return eng_op_rms_norm(&out[0], in[0], in[1], c->f, err);
     case OP_GROUP_NORM:

@@ -1,7 +1,10 @@
 /*
- * mmdit_graph.c - the MMDiT forward recorded once per input shape and replayed (CUDA graphs
- * through the backend's capture hooks), so that a forward costs one launch of host work
- * instead of one per op.
+ * mmdit_forward.c - the MMDiT's entry points above its stages (mmdit.c): eng_mmdit_forward (the
+ * arguments checked, then op by op or through a graph) and eng_mmdit_free.
+ *
+ * Graphs: the forward recorded once per input shape and replayed (CUDA graphs through the
+ * backend's capture hooks), so that a forward costs one launch of host work instead of one per
+ * op.
  *
  * Per shape (B, H, W, Nt) a slot holds staging tensors for the inputs and the output, so that a
  * graph is independent of the caller's buffers: a forward copies x, ctx and pooled in (device
@@ -18,6 +21,81 @@
 
 #include "engine/core/log.h"
 #include "engine/models/mmdit_internal.h"
+
+void eng_mmdit_free(eng_mmdit *m)
+{
+    if (!m)
+        return;
+    mmdit_graphs_free(m);
+    eng_arena_free(&m->arena);
+    eng_weights_free(m->weights);
+    free(m->blocks);
+    free(m);
+}
+
+/* t exists, lives on m's backend and has m's dtype. */
+static int check_tensor(const eng_mmdit *m, const char *name, const eng_tensor *t, eng_error *err)
+{
+    if (!t || !t->data)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: %s is NULL or has no data", name);
+    if (t->backend != m->be && !(t->backend == NULL && m->be->kind == ENG_DEVICE_CPU))
+        return eng_error_set(err, ENG_EINVAL, "mmdit: %s lives on %s, the model on %s", name,
+                             t->backend ? t->backend->name : "the host", m->be->name);
+    if (t->dtype != m->dtype)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: %s has dtype %s, the model %s", name,
+                             eng_dtype_name(t->dtype), eng_dtype_name(m->dtype));
+    return 0;
+}
+
+static int check_forward(const eng_mmdit *m, const eng_tensor *x, const float *t,
+                         const eng_tensor *ctx, const eng_tensor *pooled, const eng_tensor *out,
+                         eng_error *err)
+{
+    const eng_transformer_config *c = &m->cfg;
+    char s[128];
+    ENG_TRY(check_tensor(m, "x", x, err));
+    ENG_TRY(check_tensor(m, "ctx", ctx, err));
+    ENG_TRY(check_tensor(m, "pooled", pooled, err));
+    ENG_TRY(check_tensor(m, "out", out, err));
+    if (!t)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: t is NULL");
+    eng_shape_str(x, s, sizeof s);
+    if (x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != c->in_channels || x->shape[2] < 1 ||
+        x->shape[3] < 1)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: x has shape %s, expected [B, %d, H, W]", s,
+                             c->in_channels);
+    int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3], p = c->patch_size;
+    if (H % p || W % p)
+        return eng_error_set(err, ENG_EINVAL,
+                             "mmdit: x has shape %s: height %lld and width %lld must be multiples "
+                             "of patch_size %lld",
+                             s, (long long)H, (long long)W, (long long)p);
+    if (H / p > c->pos_embed_max_size || W / p > c->pos_embed_max_size)
+        return eng_error_set(err, ENG_EINVAL,
+                             "mmdit: x has shape %s: its %lld x %lld patch grid exceeds "
+                             "pos_embed_max_size %d",
+                             s, (long long)(H / p), (long long)(W / p), c->pos_embed_max_size);
+    if (ctx->ndim != 3 || ctx->shape[0] != B || ctx->shape[1] < 1 ||
+        ctx->shape[2] != c->joint_attention_dim)
+        return eng_error_set(err, ENG_EINVAL,
+                             "mmdit: ctx has shape %s, expected [%lld, Nt, %d] "
+                             "(joint_attention_dim %d)",
+                             eng_shape_str(ctx, s, sizeof s), (long long)B,
+                             c->joint_attention_dim, c->joint_attention_dim);
+    if (pooled->ndim != 2 || pooled->shape[0] != B ||
+        pooled->shape[1] != c->pooled_projection_dim)
+        return eng_error_set(err, ENG_EINVAL,
+                             "mmdit: pooled has shape %s, expected [%lld, %d] "
+                             "(pooled_projection_dim)",
+                             eng_shape_str(pooled, s, sizeof s), (long long)B,
+                             c->pooled_projection_dim);
+    if (out->ndim != 4 || out->shape[0] != B || out->shape[1] != c->out_channels ||
+        out->shape[2] != H || out->shape[3] != W)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: out has shape %s, expected [%lld, %d, %lld, %lld]",
+                             eng_shape_str(out, s, sizeof s), (long long)B, c->out_channels,
+                             (long long)H, (long long)W);
+    return 0;
+}
 
 int mmdit_graph_usable(const eng_mmdit *m)
 {
@@ -166,5 +244,23 @@ int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const
 done:
     if (f != feat)
         free(f);
+    return rc;
+}
+
+int eng_mmdit_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
+                      const eng_tensor *pooled, eng_tensor *out, eng_error *err)
+{
+    if (!m)
+        return eng_error_set(err, ENG_EINVAL, "mmdit: model is NULL");
+    ENG_TRY(check_forward(m, x, t, ctx, pooled, out, err));
+    if (mmdit_graph_usable(m))
+        return mmdit_graph_forward(m, x, t, ctx, pooled, out, err);
+    eng_arena_mark mark = eng_arena_get_mark(&m->arena);
+    eng_tensor tfeat;
+    int rc;
+    ENG_TRY_DONE(mmdit_upload_features(m, &tfeat, t, x->shape[0], err));
+    rc = mmdit_forward_body(m, x, &tfeat, ctx, pooled, out, err);
+done:
+    eng_arena_release(&m->arena, mark);
     return rc;
 }
