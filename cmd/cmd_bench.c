@@ -51,6 +51,7 @@ _Static_assert(sizeof rnd_shapes / sizeof rnd_shapes[0] == 2,
 
 typedef struct bench_opts {
     const char *model;      /* NULL: the random model */
+    const char *save_model; /* the random model's folder, kept (NULL: a temporary one) */
     int ttt;                /* the random model's TTT map: an index of TTT_MAPS */
     int preset;             /* the random model's shape: an index of rnd_shapes */
     const rnd_shape *shape; /* rnd_shapes[preset] */
@@ -84,6 +85,9 @@ static const cmd_arg bench_rows[] = {
      .help = "a transformer folder (config.json + *.safetensors), a pipeline folder (its "
              "transformer/), or an SAI single-file .safetensors; default: a random-weight model "
              "of the --preset shape"},
+    {.name = "save-model", .type = CMD_ARG_STR, .metavar = "DIR", .off = F(save_model),
+     .help = "write the random model into DIR (made if missing) and keep it, so that later runs "
+             "load it with --model DIR instead of generating it again (minutes at sd35m size)"},
     {.name = "preset", .type = CMD_ARG_ENUM, .def = "tiny", .choices = "tiny|sd35m",
      .metavar = "P", .off = F(preset),
      .help = "the random model's shape: tiny (4 blocks, 4 heads x 32, dual attention in blocks "
@@ -325,8 +329,22 @@ static int rnd_model_load(eng_mmdit **m, const bench_opts *o, eng_backend *be, e
     eng_backend *cpu = eng_backend_cpu_create(err);
     if (!cpu)
         return err->code;
-    snprintf(dir, sizeof dir, "%s/tttd-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
+    int keep = o->save_model != NULL;
+    if (keep) {
+        if (strlen(o->save_model) >= sizeof dir) {
+            eng_backend_destroy(cpu);
+            return eng_error_set(err, ENG_EINVAL, "--save-model: path too long");
+        }
+        snprintf(dir, sizeof dir, "%s", o->save_model);
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            eng_backend_destroy(cpu);
+            return eng_error_set(err, ENG_EIO, "--save-model %s: cannot make the folder: %s",
+                                 dir, strerror(errno));
+        }
+    } else {
+        snprintf(dir, sizeof dir, "%s/tttd-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    }
+    if (!keep && !mkdtemp(dir)) {
         eng_backend_destroy(cpu);
         return eng_error_set(err, ENG_EIO, "%s: cannot make a temporary folder: %s", dir,
                              strerror(errno));
@@ -335,6 +353,10 @@ static int rnd_model_load(eng_mmdit **m, const bench_opts *o, eng_backend *be, e
     ENG_TRY_DONE(rnd_model_write(dir, o, cpu, err));
     ENG_TRY_DONE(eng_mmdit_load(m, dir, be, o->dtype, err));
 done:
+    if (keep && !rc) {
+        eng_backend_destroy(cpu);
+        return 0;
+    }
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);

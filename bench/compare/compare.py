@@ -173,17 +173,27 @@ def diffusers_forward(args, log):
 
 def tttd_forward(args, log):
     out = {}
+    # maps whose random model is saved under --model-dir (by this run or an earlier one)
+    made = {mp for mp in args.maps if os.path.exists(os.path.join(args.model_dir, 'sd35m-' + mp, 'config.json'))}
+    os.makedirs(args.model_dir, exist_ok=True)
     for res in args.res:
         for mp in args.maps:
-            cmd = [args.tttd, 'bench', '--cuda', '--dtype', 'bf16', '--preset', 'sd35m', '--ttt', mp,
+            mdir = os.path.join(args.model_dir, 'sd35m-' + mp)
+            src = ['--model', mdir] if mp in made else ['--preset', 'sd35m', '--ttt', mp, '--save-model', mdir]
+            made.add(mp)
+            cmd = [args.tttd, 'bench', '--cuda', '--dtype', 'bf16'] + src + [
                    '--width', str(res), '--height', str(res), '--batch', str(args.batch), '--tokens', str(TOKENS),
                    '--repeat', '5' if res < 2048 else '3']
+            if args.profile:
+                cmd.append('--profile')
             r = subprocess.run(cmd, capture_output=True, text=True)
             mt = re.search(r'median ([0-9.]+) ms', r.stdout)
             if r.returncode != 0 or not mt:
                 log(f"tttd map={mp} {res} px: FAILED (exit {r.returncode}): {r.stderr.strip()[-400:]}")
                 continue
             out[('tttd', mp, res)] = float(mt.group(1))
+            if args.profile:
+                log(r.stdout[r.stdout.find('profile of'):].rstrip())
             log(f"tttd    bf16    map={mp:7s} {res} px: {out[('tttd', mp, res)]:8.1f} ms")
     return out
 
@@ -256,6 +266,9 @@ def main():
     p.add_argument('--no-compile', action='store_true', help='skip torch.compile (its warm-up takes minutes)')
     p.add_argument('--skip-diffusers', action='store_true', help='time tttd only')
     p.add_argument('--out', help='also write the table here')
+    p.add_argument('--model-dir', default='/tmp/tttd-compare', help="where tttd's random models are kept between runs")
+    p.add_argument('--profile', action='store_true', help="print tttd's per-op profile of each run")
+    p.add_argument('--order', default='tttd,attn,diffusers', help='the parts to run, in this order')
     args = p.parse_args()
     src = args.diffusers_src
     sys.path.insert(0, os.path.join(src, 'src') if os.path.isdir(os.path.join(src, 'src')) else src)
@@ -265,11 +278,16 @@ def main():
 
     import torch
     log(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    t = tttd_forward(args, log)
-    attn = attention_kernels(args, log) if args.attn_n else []
-    d = {} if args.skip_diffusers else diffusers_forward(args, log)
+    t, attn, d = {}, [], {}
+    for part in args.order.split(','):
+        if part == 'tttd':
+            t = tttd_forward(args, log)
+        elif part == 'attn' and args.attn_n:
+            attn = attention_kernels(args, log)
+        elif part == 'diffusers' and not args.skip_diffusers:
+            d = diffusers_forward(args, log)
+        print(table(args, d, t, attn), flush=True)  # the table so far: a cut-short run still tells
     tab = table(args, d, t, attn)
-    print(tab)
     if args.out:
         with open(args.out, 'w') as fh:
             fh.write(tab + '\n')
