@@ -301,3 +301,101 @@ Test(ops, upload_download)
     cr_assert_eq(memcmp(in, out, sizeof in), 0);
     eng_tensor_free(&t);
 }
+
+/* The fused ops equal the ops they stand for, and name their arguments when rejecting them. */
+Test(ops, fused_ops_validate_and_match_their_parts)
+{
+    eng_tensor x = rnd(ENG_SHAPE(2, 5, 8)), sc = rnd(ENG_SHAPE(2, 8)), sh = rnd(ENG_SHAPE(2, 8));
+    eng_tensor y = rnd(ENG_SHAPE(2, 5, 8)), r = rnd(ENG_SHAPE(2, 5, 8)), bad = rnd(ENG_SHAPE(3, 8));
+    eng_tensor w = rnd(ENG_SHAPE(6, 8)), b = rnd(ENG_SHAPE(6));
+    eng_tensor g = rnd(ENG_SHAPE(2, 5, 6)), gr = rnd(ENG_SHAPE(2, 5, 6)), wbad = rnd(ENG_SHAPE(6, 7));
+    eng_error err = {0};
+
+#define CALL(e) eng_op_norm_modulate(&y, &x, &bad, &sh, 1e-6f, e)
+    EXPECT_ERR(CALL, ENG_EINVAL, "norm_modulate: scale");
+#undef CALL
+#define CALL(e) eng_op_norm_modulate(&y, &x, &sc, &sh, 0.0f, e)
+    EXPECT_ERR(CALL, ENG_EINVAL, "norm_modulate: eps");
+#undef CALL
+    cr_assert_eq(eng_op_norm_modulate(&y, &x, &sc, &sh, 1e-6f, &err), 0, "%s", err.msg);
+    cr_assert_eq(eng_op_layer_norm(&r, &x, NULL, NULL, 1e-6f, &err), 0, "%s", err.msg);
+    cr_assert_eq(eng_op_modulate(&r, &r, &sc, &sh, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(y.data, r.data, eng_tensor_nbytes(&y)), 0);
+
+#define CALL(e) eng_op_linear_gelu(&g, &x, &wbad, NULL, e)
+    EXPECT_ERR(CALL, ENG_EINVAL, "linear_gelu: w has shape [6, 7]");
+#undef CALL
+    cr_assert_eq(eng_op_linear_gelu(&g, &x, &w, &b, &err), 0, "%s", err.msg);
+    cr_assert_eq(eng_op_linear(&gr, &x, &w, &b, &err), 0, "%s", err.msg);
+    cr_assert_eq(eng_op_act(&gr, &gr, ENG_ACT_GELU_TANH, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(g.data, gr.data, eng_tensor_nbytes(&g)), 0);
+
+    eng_tensor_free(&x), eng_tensor_free(&sc), eng_tensor_free(&sh), eng_tensor_free(&y);
+    eng_tensor_free(&r), eng_tensor_free(&bad), eng_tensor_free(&w), eng_tensor_free(&b);
+    eng_tensor_free(&g), eng_tensor_free(&gr), eng_tensor_free(&wbad);
+}
+
+/* ttt_local against a direct evaluation of its formula (double precision), and its checks. */
+Test(ops, ttt_local_validates_and_computes)
+{
+    const int64_t B = 2, gh = 3, gw = 4, Nt = 2, N = gh * gw + Nt, C = 5;
+    eng_tensor q = rnd(ENG_SHAPE(B, N, C)), k = rnd(ENG_SHAPE(B, N, C));
+    eng_tensor qw = rnd(ENG_SHAPE(C, 1, 3, 3)), qb = rnd(ENG_SHAPE(C));
+    eng_tensor kw = rnd(ENG_SHAPE(C, 1, 3, 3)), kb = rnd(ENG_SHAPE(C));
+    eng_tensor q2 = rnd(ENG_SHAPE(B, N, C)), k2 = rnd(ENG_SHAPE(B, N, C));
+    eng_tensor wbad = rnd(ENG_SHAPE(C, 1, 2, 2));
+    eng_error err = {0};
+    const float eps = 1.0f;
+
+#define CALL(e) eng_op_ttt_local(&q2, &k2, &q, &k, &wbad, &qb, &kw, &kb, gh, gw, eps, e)
+    EXPECT_ERR(CALL, ENG_EINVAL, "ttt_local: qw has shape [5, 1, 2, 2]");
+#undef CALL
+#define CALL(e) eng_op_ttt_local(&q2, &k2, &q, &k, &qw, &qb, &kw, &kb, 4, 4, eps, e)
+    EXPECT_ERR(CALL, ENG_EINVAL, "does not fit 14 tokens");
+#undef CALL
+#define CALL(e) eng_op_ttt_local(&q, &k2, &q, &k, &qw, &qb, &kw, &kb, gh, gw, eps, e)
+    EXPECT_ERR(CALL, ENG_EINVAL, "must not alias");
+#undef CALL
+    cr_assert_eq(eng_op_ttt_local(&q2, &k2, &q, &k, &qw, &qb, &kw, &kb, gh, gw, eps, &err), 0,
+                 "%s", err.msg);
+
+    const float *Q = q.data, *K = k.data, *QW = qw.data, *QB = qb.data, *KW = kw.data,
+                *KB = kb.data, *Q2 = q2.data, *K2 = k2.data;
+    double maxerr = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++) {
+            double mean = 0, var = 0;
+            for (int64_t n = 0; n < N; n++)
+                mean += K[(b * N + n) * C + c];
+            mean /= N;
+            for (int64_t n = 0; n < N; n++) {
+                double d = K[(b * N + n) * C + c] - mean;
+                var += d * d;
+            }
+            double rstd = 1.0 / sqrt(var / N + eps);
+            for (int64_t n = 0; n < N; n++) {
+                double eq = Q[(b * N + n) * C + c];
+                double ek = (K[(b * N + n) * C + c] - mean) * rstd;
+                if (n < gh * gw) {
+                    int64_t r0 = n / gw, c0 = n % gw;
+                    eq += QB[c];
+                    ek += KB[c];
+                    for (int dy = -1; dy <= 1; dy++)
+                        for (int dx = -1; dx <= 1; dx++) {
+                            int64_t rr = r0 + dy, cc = c0 + dx;
+                            if (rr < 0 || rr >= gh || cc < 0 || cc >= gw)
+                                continue;
+                            int64_t m = rr * gw + cc, t = (dy + 1) * 3 + (dx + 1);
+                            eq += QW[c * 9 + t] * Q[(b * N + m) * C + c];
+                            ek += KW[c * 9 + t] * (K[(b * N + m) * C + c] - mean) * rstd;
+                        }
+                }
+                maxerr = fmax(maxerr, fabs(eq - Q2[(b * N + n) * C + c]));
+                maxerr = fmax(maxerr, fabs(ek - K2[(b * N + n) * C + c]));
+            }
+        }
+    cr_assert_lt(maxerr, 1e-5, "max error %g", maxerr);
+    eng_tensor_free(&q), eng_tensor_free(&k), eng_tensor_free(&qw), eng_tensor_free(&qb);
+    eng_tensor_free(&kw), eng_tensor_free(&kb), eng_tensor_free(&q2), eng_tensor_free(&k2);
+    eng_tensor_free(&wbad);
+}
