@@ -528,6 +528,13 @@ extern "C" int k_cuda_attention_cudnn(k_cuda_ctx *ctx, k_dtype dt, void *o, cons
     if ((t = ca_align(o)) < a)
         a = t;
     key.align = a;
+    if (a < 16) {
+        /* Seen on an H100 (cuDNN 9, 2026-12-07): plans build for such pointers and then compute
+         * garbage, so the call goes to the other kernels. */
+        k_cuda_set_error(__FILE__, __LINE__, "k_cuda_attention_cudnn",
+                         "q, k, v and o must be 16-byte aligned");
+        return 1;
+    }
 
     ca_plan *p = ca_lookup(ctx, &key);
     if (!p)

@@ -180,8 +180,10 @@ static int linear_impl(k_cuda_ctx *ctx, k_dtype dt, void *y, const void *x, cons
             return -1;
         return gelu ? k_cuda_act(ctx->stream, dt, y, y, M * O, K_ACT_GELU_TANH) : 0;
     }
-    /* Wanted epilogue first, then without GELU, then without the bias. */
-    const int want = (b && align_of(b) >= 16 ? LT_EPI_BIAS : 0) | (gelu ? LT_EPI_GELU : 0);
+    /* Wanted epilogue first, then without GELU, then without the bias. GELU goes in the epilogue
+     * only together with the bias (or without one): it must come after it. */
+    const int bias_epi = b && align_of(b) >= 16;
+    const int want = (bias_epi ? LT_EPI_BIAS : 0) | (gelu && (bias_epi || !b) ? LT_EPI_GELU : 0);
     const int tries[3] = {want, want & LT_EPI_BIAS, 0};
     for (int t = 0; t < 3 && !p; t++) {
         if (t && tries[t] == tries[t - 1])

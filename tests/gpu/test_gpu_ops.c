@@ -147,6 +147,12 @@ static const tcase cases[] = {
     CASE(OP_RMS_NORM, 0, 1e-6f, 0, 7, 33),
     CASE(OP_RMS_NORM, F_WEIGHT, 1e-6f, 0, 4, 4096),
     CASE(OP_RMS_NORM, F_WEIGHT | F_MISALIGN, 1e-6f, 0, 9, 31),
+    /* short rows: G lanes a row (16-byte vectors; G 1 to 32), and the fallbacks */
+    CASE(OP_RMS_NORM, F_WEIGHT, 1e-6f, 0, 333, 64),
+    CASE(OP_RMS_NORM, 0, 1e-6f, 0, 77, 32),
+    CASE(OP_RMS_NORM, F_WEIGHT, 1e-6f, 0, 5, 8),
+    CASE(OP_RMS_NORM, F_WEIGHT, 1e-6f, 0, 9, 256),
+    CASE(OP_RMS_NORM, F_WEIGHT | F_MISALIGN, 1e-6f, 0, 41, 64),
 
     /* group_norm: B, C, H, W, G */
     CASE(OP_GROUP_NORM, F_WEIGHT | F_BIAS, 1e-6f, 1, 1, 512, 64, 64, 32), /* VAE mid block */
@@ -240,7 +246,7 @@ static const tcase cases[] = {
     CASE(OP_ATTENTION, F_CUDNN, 1.0f, 0, 1, 50, 50, 4, 64),     /* scale 1 */
     CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 1, 77, 77, 12, 64), /* CLIP-L, causal */
     CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 3, 333, 333, 2, 128),
-    CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 2, 130, 70, 3, 64), /* causal, Nq > Nk */
+    CASE(OP_ATTENTION, F_CUDNN | F_CAUSAL, 0, 0, 2, 130, 130, 3, 64), /* causal (the CPU reference needs Nq == Nk) */
     CASE(OP_ATTENTION, F_CUDNN, 0, 1, 2, 4429, 4429, 24, 64),   /* SD3.5 at 1024x1024 */
     /* ... and its fallbacks: a bias, misaligned buffers, a head dim cuDNN does not take */
     CASE(OP_ATTENTION, F_CUDNN | F_ABIAS, 1.0f, 0, 2, 50, 50, 4, 64),
@@ -299,6 +305,9 @@ static const tcase cases[] = {
     CASE(OP_NORM_MOD, 0, 1e-6f, 0, 2, 37, 128),               /* a warp per row */
     CASE(OP_NORM_MOD, F_MISALIGN, 1e-5f, 0, 3, 5, 1001),      /* a block per row, odd C */
     CASE(OP_NORM_MOD, 0, 1e-6f, 1, 2, 4096, 1536),            /* SD3.5-M norm1 at 1024 px */
+    CASE(OP_NORM_MOD, 0, 1e-6f, 0, 3, 7, 4096),               /* 2 vectors a thread (BF16) */
+    CASE(OP_NORM_MOD, 0, 1e-6f, 0, 1, 3, 8192),               /* too long: the scalar kernel */
+    CASE(OP_NORM_MOD, 0, 1e-6f, 0, 2, 9, 8),
 
     /* linear_gelu: as linear (the GELU in cuBLASLt's epilogue, or a separate pass) */
     CASE(OP_LINEAR_GELU, F_BIAS, 0, 0, 1, 7, 13, 5),
