@@ -127,7 +127,7 @@ static double check_version(int v, k_cuda_ctx *ctx, int64_t B, int64_t n, int64_
     void *dev[3], *o;
     make_inputs(count, host, dev);
     CHECK_CUDA(cudaMalloc(&o, count * 2));
-    CHECK_CUDA(cudaMemset(o, 0xff, count * 2)); /* NaN: every element must be written */
+    CHECK_CUDA(cudaMemsetAsync(o, 0xff, count * 2, ctx->stream)); /* NaN: every element must be written */
     int rc = run_version(v, ctx, o, dev[0], dev[1], dev[2], B, n, h, d, causal);
     if (rc < 0) {
         fprintf(stderr, "version %d: %s\n", v, k_cuda_last_error());
@@ -135,6 +135,8 @@ static double check_version(int v, k_cuda_ctx *ctx, int64_t B, int64_t n, int64_
     }
     double nmse = -1;
     if (rc == 0) {
+        /* ctx->stream is non-blocking: a plain cudaMemcpy would not wait for it. */
+        CHECK_CUDA(cudaStreamSynchronize(ctx->stream));
         CHECK_CUDA(cudaMemcpy(bits.data(), o, count * 2, cudaMemcpyDeviceToHost));
         if (k_cpu_attention(ref.data(), host[0].data(), host[1].data(), host[2].data(), NULL, B, n,
                             n, h, d, 1.0f / sqrtf((float)d), causal)) {
@@ -172,7 +174,7 @@ static void time_versions(k_cuda_ctx *ctx, int64_t B, int64_t N, int64_t h, int6
         int v = order[i];
         std::vector<float> ms;
         ms_out[v] = vs_gemm[v] = -1;
-        CHECK_CUDA(cudaMemset(o, 0xff, count * 2));
+        CHECK_CUDA(cudaMemsetAsync(o, 0xff, count * 2, ctx->stream));
         int rc = run_version(v, ctx, o, dev[0], dev[1], dev[2], B, N, h, d, causal);
         if (rc < 0) {
             fprintf(stderr, "version %d: %s\n", v, k_cuda_last_error());
@@ -180,6 +182,7 @@ static void time_versions(k_cuda_ctx *ctx, int64_t B, int64_t N, int64_t h, int6
         }
         if (rc > 0)
             continue;
+        CHECK_CUDA(cudaStreamSynchronize(ctx->stream)); /* non-blocking: cudaMemcpy won't wait */
         CHECK_CUDA(cudaMemcpy(bits.data(), o, count * 2, cudaMemcpyDeviceToHost));
         if (v == 2) {
             k_cpu_bf16_to_f32(gemm.data(), bits.data(), count);

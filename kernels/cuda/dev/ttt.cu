@@ -104,6 +104,7 @@ static int check_version(int v, k_cuda_ctx *ctx, int64_t B, int64_t N, int64_t h
         fprintf(stderr, "version %d: %s\n", v, k_cuda_last_error());
         return -1;
     }
+    CHECK_CUDA(cudaStreamSynchronize(ctx->stream)); /* non-blocking: cudaMemcpy won't wait */
     CHECK_CUDA(cudaMemcpy(bits.data(), dev[5], count * 2, cudaMemcpyDeviceToHost));
     k_cpu_bf16_to_f32(got.data(), bits.data(), count);
     if (k_cpu_ttt(ref.data(), host[0].data(), host[1].data(), host[2].data(), host[3].data(),
