@@ -66,59 +66,6 @@ __global__ void layer_norm_mod_kernel(T *y, const T *x, const T *scale, const T 
         k_st(yr, j, (k_ld(xr, j) - mean) * inv * (1.0f + k_ld(sc, j)) + k_ld(sh, j));
 }
 
-/* The same with 16-byte vectors held in registers, one block of NM_THREADS per row: x is read
- * once. For C a multiple of the vector width and at most NM_VPT vectors per thread. */
-#define NM_THREADS 256
-#define NM_VPT 2
-
-template <typename T>
-__global__ void __launch_bounds__(NM_THREADS)
-    norm_mod_vec_kernel(T *y, const T *x, const T *scale, const T *shift, int64_t N, int64_t C,
-                        float eps)
-{
-    constexpr int V = k_vec<T>::N;
-    __shared__ float shm[32];
-    const int64_t row = blockIdx.x, nv = C / V;
-    const T *xr = x + row * C, *sc = scale + (row / N) * C, *sh = shift + (row / N) * C;
-    T *yr = y + row * C;
-    float v[NM_VPT][V];
-    float sum = 0.0f;
-#pragma unroll
-    for (int k = 0; k < NM_VPT; k++) {
-        int64_t i = threadIdx.x + (int64_t)k * NM_THREADS;
-        if (i < nv) {
-            k_ld16(xr + i * V, v[k]);
-#pragma unroll
-            for (int j = 0; j < V; j++)
-                sum += v[k][j];
-        }
-    }
-    const float mean = k_block_sum(sum, shm) / (float)C;
-    float sq = 0.0f;
-#pragma unroll
-    for (int k = 0; k < NM_VPT; k++)
-        if (threadIdx.x + (int64_t)k * NM_THREADS < nv)
-#pragma unroll
-            for (int j = 0; j < V; j++) {
-                float d = v[k][j] - mean;
-                sq += d * d;
-            }
-    const float inv = 1.0f / sqrtf(k_block_sum(sq, shm) / (float)C + eps);
-#pragma unroll
-    for (int k = 0; k < NM_VPT; k++) {
-        int64_t i = threadIdx.x + (int64_t)k * NM_THREADS;
-        if (i < nv) {
-            float a[V], b[V];
-            k_ld16(sc + i * V, a);
-            k_ld16(sh + i * V, b);
-#pragma unroll
-            for (int j = 0; j < V; j++)
-                v[k][j] = (v[k][j] - mean) * inv * (1.0f + a[j]) + b[j];
-            k_st16(yr + i * V, v[k]);
-        }
-    }
-}
-
 extern "C" int k_cuda_norm_modulate(cudaStream_t s, k_dtype dt, void *y, const void *x,
                                     const void *scale, const void *shift, int64_t B, int64_t N,
                                     int64_t C, float eps)
@@ -126,16 +73,6 @@ extern "C" int k_cuda_norm_modulate(cudaStream_t s, k_dtype dt, void *y, const v
     const int64_t M = B * N;
     if (M <= 0 || C <= 0)
         return 0;
-    const int64_t V = 16 / (int64_t)k_dtype_size(dt);
-    if (C % V == 0 && C / V <= (int64_t)NM_THREADS * NM_VPT && M <= 0x7fffffff &&
-        k_aligned16(y) && k_aligned16(x) && k_aligned16(scale) && k_aligned16(shift)) {
-        K_DISPATCH(dt, T, "k_cuda_norm_modulate", {
-            norm_mod_vec_kernel<T><<<(unsigned)M, NM_THREADS, 0, s>>>(
-                (T *)y, (const T *)x, (const T *)scale, (const T *)shift, N, C, eps);
-            K_LAUNCH_CHECK();
-        });
-        return 0;
-    }
     int block = C > K_WARP_ROW_MAX;
     K_DISPATCH(dt, T, "k_cuda_norm_modulate", {
         if (block)
@@ -192,74 +129,11 @@ extern "C" int k_cuda_layer_norm(cudaStream_t s, k_dtype dt, void *y, const void
     return 0;
 }
 
-/* Short rows (C = G 16-byte vectors, G a power of two up to 32: the per-head q/k norms of
- * attention, C = 64 in BF16 is G = 8): G lanes per row, one vector each, summed by shuffles. */
-template <typename T, int G>
-__global__ void __launch_bounds__(256)
-    rms_norm_short_kernel(T *y, const T *x, const T *w, int64_t M, int64_t C, float eps)
-{
-    constexpr int V = k_vec<T>::N;
-    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, row = gid / G;
-    const int lane = (int)(gid % G);
-    const bool active = row < M;
-    float v[V], ss = 0.0f;
-    if (active) {
-        k_ld16(x + row * C + lane * V, v);
-#pragma unroll
-        for (int j = 0; j < V; j++)
-            ss += v[j] * v[j];
-    }
-#pragma unroll
-    for (int o = G / 2; o > 0; o >>= 1) /* every lane of the warp takes part */
-        ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (!active)
-        return;
-    const float inv = 1.0f / sqrtf(ss / (float)C + eps);
-    if (w) {
-        float wv[V];
-        k_ld16(w + lane * V, wv);
-#pragma unroll
-        for (int j = 0; j < V; j++)
-            v[j] = v[j] * inv * wv[j];
-    } else {
-#pragma unroll
-        for (int j = 0; j < V; j++)
-            v[j] *= inv;
-    }
-    k_st16(y + row * C + lane * V, v);
-}
-
-template <typename T, int G>
-static int rms_norm_short(cudaStream_t s, T *y, const T *x, const T *w, int64_t M, int64_t C,
-                          float eps)
-{
-    const int64_t threads = M * G, blocks = (threads + 255) / 256;
-    if (blocks > 0x7fffffff)
-        K_FAIL_RETURN("k_cuda_rms_norm", "too many rows");
-    rms_norm_short_kernel<T, G><<<(unsigned)blocks, 256, 0, s>>>(y, x, w, M, C, eps);
-    K_LAUNCH_CHECK();
-    return 0;
-}
-
 extern "C" int k_cuda_rms_norm(cudaStream_t s, k_dtype dt, void *y, const void *x, const void *w,
                                int64_t M, int64_t C, float eps)
 {
     if (M <= 0 || C <= 0)
         return 0;
-    const int64_t V = 16 / (int64_t)k_dtype_size(dt), G = C / V;
-    if (C % V == 0 && G <= 32 && (G & (G - 1)) == 0 && k_aligned16(y) && k_aligned16(x) &&
-        (!w || k_aligned16(w))) {
-        K_DISPATCH(dt, T, "k_cuda_rms_norm", {
-            switch (G) {
-            case 1: return rms_norm_short<T, 1>(s, (T *)y, (const T *)x, (const T *)w, M, C, eps);
-            case 2: return rms_norm_short<T, 2>(s, (T *)y, (const T *)x, (const T *)w, M, C, eps);
-            case 4: return rms_norm_short<T, 4>(s, (T *)y, (const T *)x, (const T *)w, M, C, eps);
-            case 8: return rms_norm_short<T, 8>(s, (T *)y, (const T *)x, (const T *)w, M, C, eps);
-            case 16: return rms_norm_short<T, 16>(s, (T *)y, (const T *)x, (const T *)w, M, C, eps);
-            default: return rms_norm_short<T, 32>(s, (T *)y, (const T *)x, (const T *)w, M, C, eps);
-            }
-        });
-    }
     int block = C > K_WARP_ROW_MAX;
     K_DISPATCH(dt, T, "k_cuda_rms_norm", {
         if (block)

@@ -4,9 +4,8 @@
  * the transposes, layer norm, split, convolution, add and join it took op by op:
  *   1. partial sums and sums of squares of k per (sample, channel, token split), in double;
  *   2. their reduction to mean and 1/sqrt(var + eps) per (sample, channel);
- *   3. per token (a block) and channel (a thread): the (normalised) value plus, on image tokens,
- *      its 3x3 depthwise neighbourhood and the bias - for q and for k in one launch (blockIdx.y
- *      picks which).
+ *   3. per output element: the (normalised) value plus, on image tokens, its 3x3 depthwise
+ *      neighbourhood and the bias - for q and for k in one launch (blockIdx.y picks which).
  * Layout [B, N, C] with channels fastest, so a warp reads 32 consecutive channels of one token
  * and the 3x3 neighbours of a token come from L1/L2. Memory traffic: k read twice (stats, then
  * apply), q once, q2 and k2 written once. Scratch: B * splits * C double2 + B * C float2.
@@ -73,46 +72,45 @@ struct ttt_local_io {
     const float2 *stats; /* NULL: no normalisation (q) */
 };
 
-/* One token per block (blockIdx.x = b * N + n), its channels over the threads; blockIdx.y 0 is q,
- * 1 is k. The sample, the token and its grid position are computed once per block, so the
- * per-element work is the loads and the multiply-adds (a first version with an element per thread
- * spent most of its time in 64-bit divisions: 350 us at SD3.5's 1024 px shape on an H100). */
+/* One output element per thread (grid-stride): blockIdx.y 0 is q, 1 is k. */
 template <typename T>
-__global__ void __launch_bounds__(256)
-    ttt_local_apply_kernel(ttt_local_io q, ttt_local_io k, int64_t N, int64_t C, int gh, int gw)
+__global__ void ttt_local_apply_kernel(ttt_local_io q, ttt_local_io k, int64_t B, int64_t N,
+                                       int64_t C, int gh, int gw)
 {
     const ttt_local_io io = blockIdx.y ? k : q;
     const T *x = (const T *)io.x, *w = (const T *)io.w, *bias = (const T *)io.bias;
     T *y = (T *)io.y;
-    const int64_t b = blockIdx.x / N, n = blockIdx.x % N, Ni = (int64_t)gh * gw;
-    const T *xs = x + b * N * C;
-    T *yr = y + (b * N + n) * C;
-    const float2 *st = io.stats ? io.stats + b * C : NULL;
-    const bool img = n < Ni;
-    const int r = img ? (int)(n / gw) : 0, col = img ? (int)(n % gw) : 0;
-    /* The in-grid neighbours' token offsets (rows of C), -1 where the padding is. */
-    int64_t nb[9];
-#pragma unroll
-    for (int t = 0; t < 9; t++) {
-        const int rr = r + t / 3 - 1, cc = col + t % 3 - 1;
-        nb[t] = img && rr >= 0 && rr < gh && cc >= 0 && cc < gw ? ((int64_t)rr * gw + cc) * C : -1;
-    }
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const int64_t total = B * N * C, Ni = (int64_t)gh * gw;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t c = i % C, bn = i / C, n = bn % N, b = bn / N;
         float mean = 0.0f, rstd = 1.0f;
-        if (st) {
-            float2 s2 = st[c];
-            mean = s2.x;
-            rstd = s2.y;
+        if (io.stats) {
+            float2 st = io.stats[b * C + c];
+            mean = st.x;
+            rstd = st.y;
         }
-        float acc = (k_ld(xs, n * C + c) - mean) * rstd;
-        if (img) {
+        float acc = (k_ld(x, i) - mean) * rstd;
+        if (n < Ni) {
+            const int r = (int)(n / gw), col = (int)(n % gw);
+            const T *xs = x + b * N * C + c;
             acc += k_ld(bias, c);
 #pragma unroll
-            for (int t = 0; t < 9; t++)
-                if (nb[t] >= 0)
-                    acc += k_ld(w, c * 9 + t) * ((k_ld(xs, nb[t] + c) - mean) * rstd);
+            for (int ky = 0; ky < 3; ky++) {
+                const int rr = r + ky - 1;
+                if (rr < 0 || rr >= gh)
+                    continue;
+#pragma unroll
+                for (int kx = 0; kx < 3; kx++) {
+                    const int cc = col + kx - 1;
+                    if (cc < 0 || cc >= gw)
+                        continue;
+                    float v = (k_ld(xs, ((int64_t)rr * gw + cc) * C) - mean) * rstd;
+                    acc += k_ld(w, c * 9 + ky * 3 + kx) * v;
+                }
+            }
         }
-        k_st(yr, c, acc);
+        k_st(y, i, acc);
     }
 }
 
@@ -140,11 +138,10 @@ static int ttt_local(k_cuda_ctx *ctx, T *q2, T *k2, const T *q, const T *k, cons
         stats, part, B, N, C, S, eps);
     K_LAUNCH_CHECK();
     ttt_local_io qi = {q2, q, qw, qb, NULL}, ki = {k2, k, kw, kb, stats};
-    if (B * N > 0x7fffffff)
-        K_FAIL_RETURN("k_cuda_ttt_local", "too many tokens for the grid");
-    const int threads = C >= 256 ? 256 : (int)((C + 31) / 32 * 32);
-    ttt_local_apply_kernel<T><<<dim3((unsigned)(B * N), 2), threads, 0, ctx->stream>>>(
-        qi, ki, N, C, gh, gw);
+    int64_t total = B * N * C, blocks = (total + 255) / 256;
+    int64_t cap = 16 * (int64_t)ctx->sm_count;
+    ttt_local_apply_kernel<T><<<dim3((unsigned)(blocks < cap ? blocks : cap), 2), 256, 0,
+                                ctx->stream>>>(qi, ki, B, N, C, gh, gw);
     K_LAUNCH_CHECK();
     return 0;
 }
