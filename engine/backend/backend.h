@@ -106,6 +106,9 @@ struct eng_backend {
      * Between begin and end the caller must not allocate, copy to or from the host, or wait.
      */
     int (*capture_begin)(eng_backend *be, eng_error *err);
+    /* A number that changes whenever memory the backend's ops use internally (scratch) moves: a
+     * graph recorded under another number must be recorded again. */
+    uint64_t (*memory_generation)(eng_backend *be);
     int (*capture_end)(eng_backend *be, void **graph, eng_error *err);
     int (*graph_launch)(eng_backend *be, void *graph, eng_error *err);
     void (*graph_free)(eng_backend *be, void *graph);

@@ -233,6 +233,11 @@ static int cuda_capture_begin(eng_backend *be, eng_error *err)
     return KRUN("graph capture (begin)", capture_begin(stream_of(be)));
 }
 
+static uint64_t cuda_memory_generation(eng_backend *be)
+{
+    return kctx(be)->scratch_generation;
+}
+
 static int capture_end(cudaStream_t s, cudaGraphExec_t *exec)
 {
     cudaGraph_t g = NULL;
@@ -562,6 +567,7 @@ eng_backend *eng_backend_cuda_create(int device, eng_error *err)
     be->timer_record = cuda_timer_record;
     be->timer_elapsed = cuda_timer_elapsed;
     be->capture_begin = cuda_capture_begin;
+    be->memory_generation = cuda_memory_generation;
     be->capture_end = cuda_capture_end;
     be->graph_launch = cuda_graph_launch;
     be->graph_free = cuda_graph_free;

@@ -11,9 +11,9 @@
  * copies), uploads the timestep features, replays, and copies out back. The first forward of a
  * shape runs eagerly on the staging: it sizes the arena (which settles into one block at the end
  * of that forward), the kernels' scratch and their cached plans, so that the second, recorded,
- * forward allocates nothing and never waits. A graph records the arena's addresses: when the
- * arena block is later replaced (a larger shape outgrew it), the slot warms up and records
- * again. A recording that fails (an op waited or allocated after all) leaves the shape eager for
+ * forward allocates nothing and never waits. A graph records the arena's and the scratch's
+ * addresses: when either is later replaced (a larger shape outgrew it), the slot warms up and
+ * records again. A recording that fails (an op waited or allocated after all) leaves the shape eager for
  * good, with a warning in the log.
  */
 #include <stdlib.h>
@@ -101,7 +101,7 @@ int mmdit_graph_usable(const eng_mmdit *m)
 {
     const eng_backend *be = m->be;
     return m->graphs_on && be->capture_begin && be->capture_end && be->graph_launch &&
-           be->graph_free && !be->prof;
+           be->graph_free && be->memory_generation && !be->prof;
 }
 
 static void slot_free(eng_mmdit *m, mmdit_graph *g)
@@ -194,6 +194,7 @@ static int record(eng_mmdit *m, mmdit_graph *g, eng_error *err)
     g->state = MMDIT_GRAPH_READY;
     g->arena_base = m->arena.base;
     g->arena_cap = m->arena.cap;
+    g->mem_gen = m->be->memory_generation(m->be);
     return 0;
 }
 
@@ -215,8 +216,10 @@ int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const
     ENG_TRY_DONE(eng_op_convert(&g->pooled, pooled, err));
 
     if (g->state == MMDIT_GRAPH_READY &&
-        (g->arena_base != m->arena.base || g->arena_cap != m->arena.cap)) {
-        /* The arena block was replaced since the recording: warm up and record again. */
+        (g->arena_base != m->arena.base || g->arena_cap != m->arena.cap ||
+         g->mem_gen != m->be->memory_generation(m->be))) {
+        /* The arena block or the kernels' scratch was replaced since the recording (a larger
+         * shape ran): warm up and record again. */
         m->be->graph_free(m->be, g->graph);
         g->graph = NULL;
         g->state = MMDIT_GRAPH_FRESH;

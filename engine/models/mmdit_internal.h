@@ -57,6 +57,7 @@ typedef struct mmdit_graph {
     eng_tensor x, tfeat, ctx, pooled, out; /* staging; tfeat is F32 [B, 256] */
     void *arena_base;                      /* the arena block the graph uses */
     size_t arena_cap;
+    uint64_t mem_gen;                      /* the backend's memory generation at recording */
     uint64_t last_use;
 } mmdit_graph;
 

@@ -134,6 +134,7 @@ typedef struct k_cuda_ctx {
     size_t workspace_size;
     void *scratch;   /* owned by the GEMM-based ops during one call */
     size_t scratch_size;
+    uint64_t scratch_generation; /* counts the scratch's reallocations (recorded graphs go stale) */
     struct k_lt_plan *plans;
     int n_plans, next_plan;
     struct k_cudnn_attn *cudnn; /* cuDNN handle and attention plans, made by the first cuDNN call */

@@ -20,6 +20,7 @@ extern "C" void *k_cuda_ctx_scratch(k_cuda_ctx *ctx, size_t nbytes)
     cudaFree(ctx->scratch);
     ctx->scratch = NULL;
     ctx->scratch_size = 0;
+    ctx->scratch_generation++; /* graphs recorded on the old buffer must be recorded again */
     /* Round up to 16 MiB so that slowly growing shapes do not reallocate every call. */
     nbytes = (nbytes + ((size_t)16 << 20) - 1) & ~(((size_t)16 << 20) - 1);
     e = cudaMalloc(&ctx->scratch, nbytes);
