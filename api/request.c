@@ -298,13 +298,14 @@ static int f_guidance(pstate *s, const char *name, const json_t *v)
     return want_number(s, name, v, 0.0, s->lim->max_guidance, &s->req->guidance);
 }
 
+/* -1 asks for a random seed, as A1111 and most image servers' clients send it. */
 static int f_seed(pstate *s, const char *name, const json_t *v)
 {
     int64_t x;
-    if (want_int(s, name, v, 0, INT64_MAX, &x) != 0)
+    if (want_int(s, name, v, -1, INT64_MAX, &x) != 0)
         return -1;
-    s->req->seed = (uint64_t)x;
-    s->req->has_seed = 1;
+    s->req->seed = x < 0 ? 0 : (uint64_t)x;
+    s->req->has_seed = x >= 0;
     return 0;
 }
 

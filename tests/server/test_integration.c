@@ -351,6 +351,65 @@ Test(serve, openai_images)
     it_response_free(&r);
 }
 
+static void expect_generate_error(const char *body, long status, const char *code,
+                                  const char *names);
+
+/* Every seed of an answer (metrics, each image) below 2^53: what a JavaScript number holds. */
+static void check_seeds_js_safe(json_t *answer, const char *images_key)
+{
+    const json_int_t js_max = (json_int_t)1 << 53;
+    json_t *seed = json_object_get(json_object_get(answer, "metrics"), "seed");
+    cr_assert(json_is_integer(seed));
+    cr_assert_lt(json_integer_value(seed), js_max, "metrics.seed %lld",
+                 (long long)json_integer_value(seed));
+    json_t *images = json_object_get(answer, images_key);
+    for (size_t i = 0; i < json_array_size(images); i++) {
+        json_t *s = json_object_get(json_array_get(images, i), "seed");
+        if (!s)
+            continue; /* OpenAI's data items carry no seed */
+        cr_assert_lt(json_integer_value(s), js_max);
+        cr_assert_eq(json_integer_value(s), json_integer_value(seed) + (json_int_t)i);
+    }
+}
+
+/* Seeds the server picks (no seed, null or -1, on both routes) stay below 2^53: a 63-bit seed
+ * is below 2^53 once in 1024 draws, so eight answers catch a server that picks them so. */
+Test(serve, random_seeds_are_javascript_safe)
+{
+    it_server_start(&srv, NULL);
+    static const char *const native[] = {
+        "{\"prompt\":\"a\"," SMALL ",\"n\":2}",
+        "{\"prompt\":\"a\"," SMALL ",\"n\":2,\"seed\":null}",
+        "{\"prompt\":\"a\"," SMALL ",\"n\":2,\"seed\":-1}",
+        "{\"prompt\":\"a\"," SMALL ",\"seed\":-1}",
+    };
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof native / sizeof native[0]; i++) {
+            it_response r = it_http(&srv, "POST", "/v1/generate", native[i], NULL);
+            cr_assert_eq(r.status, 200, "%s: %ld %s", native[i], r.status, r.body);
+            json_t *j = it_json(&r);
+            check_seeds_js_safe(j, "images");
+            json_decref(j);
+            it_response_free(&r);
+        }
+    for (int round = 0; round < 4; round++) {
+        it_response r = it_http(&srv, "POST", "/v1/images/generations",
+                                round % 2 ? "{\"prompt\":\"a\",\"size\":\"32x48\",\"steps\":2,"
+                                            "\"guidance\":1,\"seed\":-1}"
+                                          : "{\"prompt\":\"a\",\"size\":\"32x48\",\"steps\":2,"
+                                            "\"guidance\":1}",
+                                NULL);
+        cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+        json_t *j = it_json(&r);
+        check_seeds_js_safe(j, "data");
+        json_decref(j);
+        it_response_free(&r);
+    }
+    /* -2 is no seed and no request for one. */
+    expect_generate_error("{\"prompt\":\"a\"," SMALL ",\"seed\":-2}", 422,
+                          "invalid_request_error.field_range", "seed");
+}
+
 Test(serve, jobs_endpoint)
 {
     it_server_start(&srv, NULL);
