@@ -109,6 +109,8 @@ typedef struct api_generate_request {
     /* OpenAI only, echoed in the answer: */
     char size[24];         /* "1024x1024" as answered (the chosen size when "auto") */
     char quality_label[16]; /* the request's "quality" ("auto" when absent) */
+    /* After a failed parse (the rest zeroed): the field at fault, "" when none is (bad JSON). */
+    char error_param[72];
 } api_generate_request;
 
 /* Frees the owned strings and zeroes *r; NULL or a zeroed struct is fine. */

@@ -629,3 +629,29 @@ Test(api_request, defaults_must_lie_inside_the_limits)
     cr_expect_eq(api_defaults_check(&def, &l, msg, sizeof msg), -1);
     cr_expect(strstr(msg, "limits") != NULL, "%s", msg);
 }
+
+/* A failed parse names the field at fault (the OpenAI route's "param"); "" when none is. */
+Test(api_request, failure_names_the_param)
+{
+    static const struct {
+        int openai;
+        const char *body, *param;
+    } cases[] = {
+        {1, "{\"prompt\": \"p\", \"n\": 0}", "n"},
+        {1, "{\"prompt\": \"p\", \"size\": \"7x7\"}", "size"},
+        {1, "{\"prompt\": \"p\", \"zzz\": 1}", "zzz"},
+        {1, "{\"n\": 1}", "prompt"},
+        {1, "{\"prompt\": ", ""},
+        {1, "[]", ""},
+        {0, "{\"prompt\": \"p\", \"height\": 8}", "height"},
+        {0, "{\"prompt\": \"p\", \"seed\": -2}", "seed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        api_generate_request r;
+        api_err code;
+        char msg[256];
+        cr_assert_neq(parse(cases[i].openai, cases[i].body, &r, &code, msg), 0, "%s",
+                      cases[i].body);
+        cr_expect_str_eq(r.error_param, cases[i].param, "%s: param", cases[i].body);
+    }
+}

@@ -343,11 +343,61 @@ Test(serve, openai_images)
     json_decref(j);
     it_response_free(&r);
 
-    /* OpenAI's "url" answers are not served: 422 naming the field. */
+    /* OpenAI's "url" answers are not served: 400 in OpenAI's shape, param naming the field. */
     r = it_http(&srv, "POST", "/v1/images/generations",
                 "{\"prompt\":\"x\",\"size\":\"32x48\",\"response_format\":\"url\"}", NULL);
-    const char *msg = it_expect_error(&r, 422, "invalid_request_error.field_unsupported");
+    const char *msg = it_expect_error(&r, 400, "invalid_request_error.field_unsupported");
     cr_assert(strstr(msg, "response_format"), "%s", msg);
+    it_response_free(&r);
+}
+
+/* The OpenAI route's errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}},
+ * a wrong field 400 (what the SDKs raise as BadRequestError) with param naming it; the native
+ * route keeps 422 and its own shape. */
+static void expect_openai_error(const char *body, long status, const char *code,
+                                const char *param)
+{
+    it_response r = it_http(&srv, "POST", "/v1/images/generations", body, NULL);
+    cr_assert_eq(r.status, status, "%s: %ld %s", body, r.status, r.body);
+    json_t *j = it_json(&r);
+    json_t *e = json_object_get(j, "error");
+    cr_assert(json_is_object(e), "%s", r.body);
+    cr_assert_eq(json_object_size(e), 4, "message, type, param, code: %s", r.body);
+    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "type")), "invalid_request_error");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
+    json_t *p = json_object_get(e, "param");
+    if (param)
+        cr_assert(json_is_string(p) && !strcmp(json_string_value(p), param), "param %s: %s",
+                  param, r.body);
+    else
+        cr_assert(json_is_null(p), "param null: %s", r.body);
+    json_decref(j);
+    it_response_free(&r);
+}
+
+Test(serve, openai_errors_in_openai_shape)
+{
+    it_server_start(&srv, NULL);
+    expect_openai_error("{\"prompt\":\"x\",\"n\":9}", 400, "invalid_request_error.field_range",
+                        "n");
+    expect_openai_error("{\"prompt\":\"x\",\"size\":\"33x48\"}", 400,
+                        "invalid_request_error.field_range", "size");
+    expect_openai_error("{\"prompt\":\"x\",\"steps\":\"two\"}", 400,
+                        "invalid_request_error.field_type", "steps");
+    expect_openai_error("{\"size\":\"32x48\"}", 400, "invalid_request_error.field_missing",
+                        "prompt");
+    expect_openai_error("{\"prompt\":\"x\",\"colour\":1}", 400,
+                        "invalid_request_error.unknown_field", "colour");
+    expect_openai_error("{\"prompt\":\"x\",\"output_format\":\"webp\"}", 400,
+                        "invalid_request_error.field_unsupported", "output_format");
+    expect_openai_error("{\"prompt\": ", 400, "invalid_request_error.json", NULL);
+    /* The native route is unchanged: 422, no param. */
+    it_response r = it_http(&srv, "POST", "/v1/generate", "{\"prompt\":\"x\",\"n\":9}", NULL);
+    it_expect_error(&r, 422, "invalid_request_error.field_range");
+    json_t *j = it_json(&r);
+    cr_assert_null(json_object_get(json_object_get(j, "error"), "param"));
+    json_decref(j);
     it_response_free(&r);
 }
 
