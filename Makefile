@@ -201,6 +201,7 @@ check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
 	$(MAKE) test-model
 	TTTD_BIN=$(BIN) $(PYTHON) -B tests/deploy/test_deploy.py
 	$(PYTHON) -B tests/tools/test_install_deps.py
+	TTTD_BIN=$(BIN) $(PYTHON) -B tests/tools/test_readme.py
 	$(MAKE) test-web
 
 # The floor plan: includes run down the layers and wings, no two files depend on each other in a
