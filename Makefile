@@ -1,6 +1,6 @@
 # tttd - plain Makefile.
 #
-# Targets: all run test test-gpu bench deps fuzz asan ubsan tsan fixtures clean
+# Targets: all run test test-gpu bench deps deps-test fuzz asan ubsan tsan fixtures clean
 # Options (make VAR=value):
 #   CUDA=0          build without the CUDA backend even when nvcc is found
 #   CUDA_ARCH=sm_XX GPU architecture (default: detected with nvidia-smi, else sm_90)
@@ -134,7 +134,7 @@ BIN := $(BUILD)/tttd
 UNIT_BIN := $(BUILD)/tests/unit
 GPU_TEST_BIN := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/gpu_ops $(BUILD)/tests/gpu_mmdit)
 
-.PHONY: all run test check layers unit contract test-model test-web load test-gpu bench dev-cuda deps fuzz fuzz-build asan ubsan tsan fixtures clean
+.PHONY: all run test check layers unit contract test-model test-web load test-gpu bench dev-cuda deps deps-test fuzz fuzz-build asan ubsan tsan fixtures clean
 
 all: $(BIN)
 
@@ -172,15 +172,20 @@ $(BUILD)/tests/gpu_ops: $(GPU_TEST_SRCS:%.c=$(OBJ)/%.o) $(CORE_SRCS:%.c=$(OBJ)/%
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(BLAS_LIBS) -lm -pthread $(CUDA_LIBS)
 
-# `make deps` installs missing Debian packages; the other entry points depend on it.
+# `make deps` installs the missing Debian packages that building and serving need (`make run`);
+# `make deps-test` adds the test-only ones (Criterion, libcurl, wrk, clang and its sanitizer
+# runtime, curl), which the test, load, sanitizer and fuzz entry points depend on.
 deps:
 	@sh tools/install-deps.sh
+
+deps-test:
+	@sh tools/install-deps.sh --test
 
 run: deps
 	$(MAKE) all
 	$(BIN) serve $(RUN_ARGS)
 
-test: deps
+test: deps-test
 	$(MAKE) check
 
 # check: build everything (the CUDA code too, when nvcc is here) and run the unit tests.
@@ -195,6 +200,8 @@ check: $(BIN) $(UNIT_BIN) $(GPU_TEST_BIN)
 	$(PYTHON) -B tests/tiny/test_tiny.py
 	$(MAKE) test-model
 	TTTD_BIN=$(BIN) $(PYTHON) -B tests/deploy/test_deploy.py
+	$(PYTHON) -B tests/tools/test_install_deps.py
+	TTTD_BIN=$(BIN) $(PYTHON) -B tests/tools/test_readme.py
 	$(MAKE) test-web
 
 # The floor plan: includes run down the layers and wings, no two files depend on each other in a
@@ -226,7 +233,7 @@ test-web: $(BIN)
 
 # wrk against a server on a random port: /healthz and /v1/generate at 1, 4, 16 connections,
 # appended to bench/RESULTS.md.
-load: deps
+load: deps-test
 	$(MAKE) all
 	sh bench/load.sh -b $(BIN) -o bench/RESULTS.md
 
@@ -254,9 +261,9 @@ $(BUILD)/dev/%: $(OBJ)/kernels/cuda/dev/%.cu.o $(DEV_CUDA_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(BLAS_LIBS) -lm -pthread $(CUDA_LIBS)
 
-asan: deps
+asan: deps-test
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZER=address check
-ubsan: deps
+ubsan: deps-test
 	$(MAKE) BUILD=$(BUILD)/ubsan SANITIZER=undefined check
 # Criterion cannot start under TSan (Snaipe/Criterion#274): `make tsan` runs the plain programs
 # of tests/tsan/ instead (one binary each: test_threads, the shared engine state; test_pool, real
@@ -265,7 +272,7 @@ ubsan: deps
 TSAN_SRCS := $(sort $(wildcard tests/tsan/test_*.c))
 TSAN_BINS := $(TSAN_SRCS:tests/tsan/test_%.c=$(BUILD)/tsan/tests/tsan_%)
 TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
-tsan: deps
+tsan: deps-test
 	$(MAKE) BUILD=$(BUILD)/tsan SANITIZER=thread $(TSAN_BINS)
 	@set -e; for t in $(TSAN_BINS); do \
 	  echo "== $$t"; \
@@ -284,7 +291,7 @@ FUZZ_BIN ?= $(FUZZ_BUILD)
 FUZZ_OUT ?= $(FUZZ_BUILD)
 FUZZ_ARGS ?=
 FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
-fuzz: deps
+fuzz: deps-test
 	$(MAKE) fuzz-build
 	$(MAKE) fuzz-run
 fuzz-build:

@@ -176,6 +176,37 @@ char *api_error_body_v(api_err e, const char *fmt, va_list ap)
     return s;
 }
 
+char *api_openai_error_body_v(api_err e, const char *param, const char *fmt, va_list ap)
+{
+    const api_error_info *info = api_error_info_get(e);
+    char msg[1024];
+    if (fmt && *fmt) {
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        utf8_sanitize(msg);
+    } else {
+        snprintf(msg, sizeof msg, "%s", info->message);
+    }
+    char p[128] = "";
+    if (param) {
+        snprintf(p, sizeof p, "%s", param);
+        utf8_sanitize(p);
+    }
+    json_t *root = json_pack("{s:{s:s, s:s, s:o, s:s}}", "error", "message", msg, "type",
+                             info->type, "param", *p ? json_string(p) : json_null(), "code",
+                             info->code);
+    if (!root)
+        return NULL;
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
+int api_openai_error_status(api_err e)
+{
+    int status = api_error_status(e);
+    return status == 422 ? 400 : status;
+}
+
 char *api_error_body(api_err e, const char *fmt, ...)
 {
     va_list ap;

@@ -100,4 +100,13 @@ const char *api_status_reason(int status);
 char *api_error_body(api_err e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *api_error_body_v(api_err e, const char *fmt, va_list ap);
 
+/*
+ * The same error in OpenAI's shape, for the OpenAI-compatible routes, whose SDKs read it:
+ *     {"error": {"message": "...", "type": "...", "param": "<field>" | null, "code": "..."}}
+ * param is the request field at fault (NULL or "" gives null); code and type are the table's.
+ * api_openai_error_status is the status OpenAI answers: a wrong field (422 here) is its 400.
+ */
+char *api_openai_error_body_v(api_err e, const char *param, const char *fmt, va_list ap);
+int api_openai_error_status(api_err e);
+
 #endif

@@ -298,13 +298,14 @@ static int f_guidance(pstate *s, const char *name, const json_t *v)
     return want_number(s, name, v, 0.0, s->lim->max_guidance, &s->req->guidance);
 }
 
+/* -1 asks for a random seed, as A1111 and most image servers' clients send it. */
 static int f_seed(pstate *s, const char *name, const json_t *v)
 {
     int64_t x;
-    if (want_int(s, name, v, 0, INT64_MAX, &x) != 0)
+    if (want_int(s, name, v, -1, INT64_MAX, &x) != 0)
         return -1;
-    s->req->seed = (uint64_t)x;
-    s->req->has_seed = 1;
+    s->req->seed = x < 0 ? 0 : (uint64_t)x;
+    s->req->has_seed = x >= 0;
     return 0;
 }
 
@@ -580,6 +581,7 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
                     jerr.text);
     }
     int rc = -1;
+    char param[sizeof out->error_param] = "";
     if (!json_is_object(root)) {
         fail(&s, API_ERR_BAD_JSON, "the request body must be a JSON object, got %s",
              type_name(root));
@@ -594,23 +596,32 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
         if (!f->name) {
             char name[72];
             quote_cut(name, sizeof name, key);
+            snprintf(param, sizeof param, "%s", name);
             fail(&s, API_ERR_UNKNOWN_FIELD, "%s: unknown field", name);
             goto done;
         }
         if (json_is_null(v))
             continue;
+        snprintf(param, sizeof param, "%s", f->name);
         if (f->fn(&s, f->name, v) != 0)
             goto done;
     }
+    snprintf(param, sizeof param, "prompt");
     if (!r.prompt) {
         fail(&s, API_ERR_FIELD_MISSING, "prompt: is required (a non-empty string)");
         goto done;
     }
+    snprintf(param, sizeof param, "%s", kind == API_REQUEST_OPENAI ? "size" : "width");
     /* The defaults are the server's to keep inside the limits, but a side given alone may
      * still meet a default that breaks the pixel bound, so both sides are checked here. */
-    if (check_side(&s, "width", r.width, lim->max_width) != 0 ||
-        check_side(&s, "height", r.height, lim->max_height) != 0)
+    if (check_side(&s, "width", r.width, lim->max_width) != 0)
         goto done;
+    if (kind != API_REQUEST_OPENAI)
+        snprintf(param, sizeof param, "height");
+    if (check_side(&s, "height", r.height, lim->max_height) != 0)
+        goto done;
+    if (kind != API_REQUEST_OPENAI)
+        snprintf(param, sizeof param, "width");
     if ((int64_t)r.width * r.height > lim->max_pixels) {
         fail(&s, API_ERR_FIELD_RANGE, "%s: %d x %d = %" PRId64 " pixels is more than the limit "
              "of %" PRId64, kind == API_REQUEST_OPENAI ? "size" : "width, height", r.width,
@@ -624,6 +635,8 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
 done:
     json_decref(root);
     api_generate_request_free(&r);
+    if (rc)
+        snprintf(out->error_param, sizeof out->error_param, "%s", param);
     return rc;
 }
 

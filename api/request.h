@@ -82,6 +82,13 @@ typedef enum api_request_kind {
  * A parsed request. Strings are owned (malloc'ed, NUL-terminated, valid UTF-8 without NUL bytes)
  * and freed by api_generate_request_free.
  */
+/*
+ * Seeds the server picks are below API_SEED_RANDOM_LIMIT (2^52), so that seed + k of every image
+ * of a request stays below 2^53: JavaScript numbers (and any client that reads JSON integers
+ * as doubles) carry them exactly, and the seed a page shows remakes its image.
+ */
+#define API_SEED_RANDOM_LIMIT ((uint64_t)1 << 52)
+
 typedef struct api_generate_request {
     api_request_kind kind;
     char *prompt;          /* required, non-empty */
@@ -89,7 +96,7 @@ typedef struct api_generate_request {
     int width, height;     /* multiples of limits.size_multiple */
     int steps;             /* 1..max_steps */
     double guidance;       /* 0..max_guidance */
-    int has_seed;          /* 0: the server picks a random seed */
+    int has_seed;          /* 0: the server picks a random seed (seed absent, null or -1) */
     uint64_t seed;         /* 0..2^63-1 (a JSON integer); image i uses api_unit_seed(seed, i) */
     int n;                 /* 1..max_n */
     char *model;           /* NULL: the server's default model */
@@ -102,6 +109,8 @@ typedef struct api_generate_request {
     /* OpenAI only, echoed in the answer: */
     char size[24];         /* "1024x1024" as answered (the chosen size when "auto") */
     char quality_label[16]; /* the request's "quality" ("auto" when absent) */
+    /* After a failed parse (the rest zeroed): the field at fault, "" when none is (bad JSON). */
+    char error_param[72];
 } api_generate_request;
 
 /* Frees the owned strings and zeroes *r; NULL or a zeroed struct is fine. */
@@ -112,7 +121,7 @@ void api_generate_request_free(api_generate_request *r);
  * and fills *out (free it with api_generate_request_free). On failure returns -1, sets *code and
  * writes a message naming the field into msg (msglen bytes, may be 0), and leaves *out zeroed.
  * Fields: prompt (string, required), negative_prompt (string), width, height (integers), steps
- * (integer), guidance (number), seed (integer >= 0), n (integer), model (string), format
+ * (integer), guidance (number), seed (integer >= 0, or -1 for random), n (integer), model (string), format
  * ("png"|"jpeg"), quality (integer 1..100), stream (boolean), timeout_ms (integer),
  * preview_every (integer 0..max_steps).
  */

@@ -28,6 +28,7 @@
 #include "engine/backend/profile.h"
 #include "engine/io/config.h"
 #include "engine/models/mmdit.h"
+#include "engine/pipeline.h"
 #include "engine/core/rng.h"
 #include "engine/io/safetensors.h"
 #include "engine/prompt.h"
@@ -103,9 +104,10 @@ static const cmd_arg bench_rows[] = {
      .off = F(batch), .help = "samples per forward"},
     {.name = "tokens", .type = CMD_ARG_INT, .lo = 1, .hi = 4096, .metavar = "T",
      .off = F(tokens),
-     .help = "text tokens; default: SD3's prompt encoding (" STR(ENG_PROMPT_CLIP_LEN) " CLIP + "
-             STR(ENG_PROMPT_T5_LEN) " T5) with --model or --preset sd35m, 32 for the tiny random "
-             "model"},
+     .help = "text tokens; default: a pipeline folder's own (its tokenizer's length + its T5 "
+             "length, as tttd generate encodes a prompt: 24 for the embedded model), else SD3's "
+             "prompt encoding (" STR(ENG_PROMPT_CLIP_LEN) " CLIP + " STR(ENG_PROMPT_T5_LEN)
+             " T5) with --model or --preset sd35m, 32 for the tiny random model"},
     {.name = "steps", .type = CMD_ARG_INT, .def = "0", .lo = 0, .hi = ENG_SAMPLER_MAX_STEPS,
      .metavar = "N", .off = F(steps),
      .help = "time an N-step denoising loop instead of one forward (0: the forward)"},
@@ -618,8 +620,22 @@ int cmd_bench(int argc, char **argv, FILE *out, FILE *errout)
                         "holds its own map)\n");
         return 2;
     }
-    if (o.tokens < 0)
-        o.tokens = o.model || o.shape != &rnd_shapes[0] ? SD3_TOKENS : 32;
+    if (o.tokens < 0) {
+        /* A pipeline folder's own count, as tttd generate would encode a prompt for it (24 for
+         * the embedded model); a bare transformer or an SAI file says nothing of its text
+         * encoders, so SD3's. */
+        char idx[4096];
+        struct stat sb;
+        snprintf(idx, sizeof idx, "%s/model_index.json", o.model ? o.model : "");
+        if (o.model && stat(idx, &sb) == 0) {
+            eng_error err = {0};
+            o.tokens = eng_pipeline_text_tokens_of(o.model, &err);
+            if (o.tokens < 0)
+                return cmd_engine_fail(errout, "bench", NULL, &err);
+        } else {
+            o.tokens = o.model || o.shape != &rnd_shapes[0] ? SD3_TOKENS : 32;
+        }
+    }
     if (!o.cuda && o.dtype != ENG_DTYPE_F32) {
         fprintf(errout, "tttd bench: --dtype bf16 needs --cuda (the CPU backend computes in F32)\n");
         return 2;

@@ -72,7 +72,7 @@ static const cmd_arg gen_rows[] = {
              "unconditional pass"},
     {.name = "seed", .type = CMD_ARG_U64, .metavar = "S", .off = F(seed),
      .seen = CMD_ARG_SEEN(gen_opts, seed_given),
-     .help = "the first image's seed; default: random from /dev/urandom, printed"},
+     .help = "the first image's seed; default: random from /dev/urandom (below 2^52), printed"},
     {.name = "width", .type = CMD_ARG_INT, .lo = 8, .hi = 16384, .metavar = "W", .off = F(width),
      .help = "image width in pixels, a multiple of 8 x the patch size (16 for SD3); give both "
              "--width and --height or neither; default: the transformer's sample_size x 8 "
@@ -195,13 +195,13 @@ static uint64_t random_seed(void)
         ssize_t r = read(fd, &s, sizeof s);
         close(fd);
         if (r == (ssize_t)sizeof s)
-            return s;
+            return s % API_SEED_RANDOM_LIMIT;
     }
     /* No /dev/urandom (a bare chroot): the clock and the pid are still a fine one-off seed. */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^
-           ((uint64_t)getpid() << 32);
+    return (((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^
+            ((uint64_t)getpid() << 32)) % API_SEED_RANDOM_LIMIT;
 }
 
 /* ---- the run ---- */

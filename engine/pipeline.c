@@ -142,6 +142,19 @@ const eng_scheduler_config *eng_pipeline_scheduler_config(const eng_pipeline *p)
 
 int eng_pipeline_text_tokens(const eng_pipeline *p) { return eng_prompt_ctx_len(p->prompt); }
 
+int eng_pipeline_text_tokens_of(const char *model_dir, eng_error *err)
+{
+    char path[4096];
+    eng_model_index idx;
+    if (!model_dir)
+        return eng_error_set(err, ENG_EINVAL, "pipeline: NULL model folder");
+    snprintf(path, sizeof path, "%s/model_index.json", model_dir);
+    ENG_TRY(eng_model_index_load(path, &idx, err));
+    int n = eng_prompt_ctx_len_of(model_dir, &idx, idx.max_sequence_length, err);
+    eng_model_index_free(&idx);
+    return n;
+}
+
 int eng_pipeline_set_max_sequence_length(eng_pipeline *p, int n, eng_error *err)
 {
     if (!p)

@@ -60,6 +60,13 @@ int eng_pipeline_has_encoder(const eng_pipeline *p, eng_text_encoder which);
  */
 int eng_pipeline_text_tokens(const eng_pipeline *p);
 
+/*
+ * eng_pipeline_text_tokens of the pipeline folder model_dir as eng_pipeline_load would load it,
+ * read from model_index.json and tokenizer/ alone (no weights): 24 for the embedded model, 333
+ * for SD3.5. Returns the count, or a negative ENG_E* code with err naming the file.
+ */
+int eng_pipeline_text_tokens_of(const char *model_dir, eng_error *err);
+
 /* diffusers' max_sequence_length, the T5 token count: 256 by default, at most 512. */
 int eng_pipeline_set_max_sequence_length(eng_pipeline *p, int n, eng_error *err);
 

@@ -200,6 +200,23 @@ done:
     return rc;
 }
 
+int eng_prompt_ctx_len_of(const char *model_dir, const eng_model_index *idx, int t5_len,
+                          eng_error *err)
+{
+    char path[4096];
+    if (!model_dir || !idx || t5_len < 0 || t5_len > ENG_PROMPT_T5_MAX_LEN)
+        return eng_error_set(err, ENG_EINVAL, "prompt context length: bad arguments");
+    eng_prompt_encoder e = {0};
+    if (component_present(model_dir, idx, "tokenizer", path, sizeof path)) {
+        int rc = name_folder(eng_tokenizer_load(&e.tok_l, path, err), err, path);
+        if (rc)
+            return rc;
+    }
+    int L = pick_clip_len(&e, model_dir, err);
+    eng_tokenizer_free(e.tok_l);
+    return L < 0 ? L : L + t5_len;
+}
+
 void eng_prompt_encoder_free(eng_prompt_encoder *e)
 {
     if (!e)

@@ -64,6 +64,14 @@ int eng_prompt_clip_len(const eng_prompt_encoder *e);
 int eng_prompt_t5_len(const eng_prompt_encoder *e);
 int eng_prompt_ctx_len(const eng_prompt_encoder *e);
 
+/*
+ * The context length L + T that eng_prompt_encoder_load and then eng_prompt_set_t5_len(T) would
+ * give for model_dir, without loading any encoder: L from tokenizer/ (its model_max_length, 77
+ * without one), T = t5_len. Returns it, or a negative ENG_E* code with err naming the folder.
+ */
+int eng_prompt_ctx_len_of(const char *model_dir, const eng_model_index *idx, int t5_len,
+                          eng_error *err);
+
 /* diffusers' max_sequence_length: T in [1, ENG_PROMPT_T5_MAX_LEN], or 0 when the pipeline has no
  * T5 (its zero rows left out: the context is the CLIP tokens alone); ENG_EINVAL otherwise. */
 int eng_prompt_set_t5_len(eng_prompt_encoder *e, int t5_len, eng_error *err);

@@ -340,6 +340,7 @@ void srv_http_generate(srv_req *r)
     if (g->model) {
         mi = srv_models_find(ms, g->model);
         if (mi < 0) {
+            snprintf(g->error_param, sizeof g->error_param, "model");
             srv_req_error(r, API_ERR_MODEL_NOT_FOUND, "model: no model \"%s\" is loaded "
                           "(see GET /v1/models).", g->model);
             return;

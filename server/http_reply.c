@@ -272,9 +272,13 @@ static void count_rejection(srv_req *r, api_err e)
 
 void srv_req_error(srv_req *r, api_err e, const char *fmt, ...)
 {
+    /* The OpenAI route answers in OpenAI's shape and statuses, which its SDKs read
+     * (BadRequestError with param); every other route in tttd's own. */
+    int openai = r->route == SRV_ROUTE_IMAGES;
     va_list ap;
     va_start(ap, fmt);
-    char *body = api_error_body_v(e, fmt, ap);
+    char *body = openai ? api_openai_error_body_v(e, r->greq.error_param, fmt, ap)
+                        : api_error_body_v(e, fmt, ap);
     va_end(ap);
     if (!body) {
         srv_req_send(r, 500, NULL);
@@ -294,5 +298,5 @@ void srv_req_error(srv_req *r, api_err e, const char *fmt, ...)
         else if (!strcasecmp(hdr, "WWW-Authenticate"))
             MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"tttd\"");
     }
-    srv_req_send(r, api_error_status(e), resp);
+    srv_req_send(r, openai ? api_openai_error_status(e) : api_error_status(e), resp);
 }

@@ -92,7 +92,7 @@ int srv_random_seed(uint64_t *seed)
     int rc = random_bytes(&v, sizeof v);
     if (rc)
         return rc;
-    *seed = v >> 1;
+    *seed = v % API_SEED_RANDOM_LIMIT;
     return 0;
 }
 

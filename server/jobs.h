@@ -119,7 +119,8 @@ void srv_job_metrics(const srv_job *j, double now_ms, api_metrics *m);
  * the empty string). Thread-safe.
  */
 int srv_random_hex(char *out, int nchars);
-/* A random seed in [0, 2^63) (what JSON integers carry safely) from the kernel, into *seed.
+/* A random seed in [0, API_SEED_RANDOM_LIMIT) = [0, 2^52) from the kernel, into *seed: seed + k
+ * of every image stays below 2^53, which JavaScript's numbers carry exactly.
  * Returns 0 or -errno as srv_random_hex. Thread-safe. */
 int srv_random_seed(uint64_t *seed);
 

@@ -1,12 +1,22 @@
 #!/bin/sh
-# install-deps.sh - installs the Debian packages tttd builds and tests with, when missing.
-# Non-interactive (CI has no standard input); uses sudo when not root.
+# install-deps.sh - installs the Debian packages tttd builds with (and, with --test, tests with),
+# when missing. Non-interactive (CI has no standard input); uses sudo when not root; waits for
+# another apt or dpkg that holds the lock (up to LOCK_TIMEOUT seconds) instead of failing.
+#   install-deps.sh            what `make run` needs: the compiler and the libraries tttd links
+#   install-deps.sh --test     those plus the test-only packages (`make deps-test`, `make test`)
+#   install-deps.sh --reference / --web   the PyTorch reference's / the page test's packages
+#   --list (last)              print the package list instead of installing anything
 set -eu
 
-PKGS="gcc make pkg-config curl python3 libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
-libmicrohttpd-dev libuv1-dev libturbojpeg0-dev libspng-dev libcurl4-openssl-dev wrk clang
-libclang-rt-14-dev"
+RUN_PKGS="gcc make pkg-config python3 libopenblas-dev libopenblas-openmp-dev libjansson-dev
+libmicrohttpd-dev libuv1-dev libturbojpeg0-dev libspng-dev"
+# The unit tests (Criterion, libcurl), `make load` (wrk), the fuzz targets and sanitizers (clang and
+# its runtime), the shell tests (curl): some 200 MB that serving needs none of.
+TEST_PKGS="curl libcriterion-dev libcurl4-openssl-dev wrk clang libclang-rt-14-dev"
+LOCK_TIMEOUT="${LOCK_TIMEOUT:-120}"
 
+PKGS="$RUN_PKGS"
+[ "${1:-}" = "--test" ] && PKGS="$RUN_PKGS $TEST_PKGS"
 # --reference: the packages of the PyTorch reference (tools/reference/, `make fixtures`).
 [ "${1:-}" = "--reference" ] && PKGS="python3 python3-torch python3-numpy"
 # --web: what `make test-web` needs: Chromium, and Debian's node and npm when there is no node at
@@ -14,6 +24,11 @@ libclang-rt-14-dev"
 if [ "${1:-}" = "--web" ]; then
     PKGS="chromium"
     command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+fi
+if [ "${2:-${1:-}}" = "--list" ]; then
+    # shellcheck disable=SC2086
+    echo $PKGS
+    exit 0
 fi
 
 missing=""
@@ -32,6 +47,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout="$LOCK_TIMEOUT" update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing </dev/null
+$SUDO apt-get -o DPkg::Lock::Timeout="$LOCK_TIMEOUT" install -y -qq --no-install-recommends \
+    $missing </dev/null

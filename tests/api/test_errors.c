@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,4 +159,35 @@ Test(api_errors, openapi_yaml_lists_every_code_with_its_status)
          p = strchr(p, '\n') + 1)
         rows++;
     cr_expect_eq(rows, API_ERR_COUNT - 1);
+}
+
+static char *openai_body(api_err e, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = api_openai_error_body_v(e, param, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* The OpenAI routes' shape: message, type, param (or null), code; 422 answered as 400. */
+Test(api_errors, openai_shape_and_status)
+{
+    char *s = openai_body(API_ERR_FIELD_RANGE, "n", "n: must be between %d and %d", 1, 8);
+    cr_assert_str_eq(s, "{\"error\":{\"message\":\"n: must be between 1 and 8\",\"type\":"
+                        "\"invalid_request_error\",\"param\":\"n\",\"code\":"
+                        "\"invalid_request_error.field_range\"}}");
+    free(s);
+    s = openai_body(API_ERR_BAD_JSON, NULL, NULL);
+    cr_assert(strstr(s, "\"param\":null"), "%s", s);
+    cr_assert(strstr(s, "\"message\":\"The request body is not a valid JSON object.\""), "%s", s);
+    free(s);
+    s = openai_body(API_ERR_UNKNOWN_FIELD, "", "x");
+    cr_assert(strstr(s, "\"param\":null"), "%s", s);
+    free(s);
+    cr_expect_eq(api_openai_error_status(API_ERR_FIELD_RANGE), 400);
+    cr_expect_eq(api_openai_error_status(API_ERR_FIELD_UNSUPPORTED), 400);
+    cr_expect_eq(api_openai_error_status(API_ERR_UNAUTHORIZED), 401);
+    cr_expect_eq(api_openai_error_status(API_ERR_QUEUE_FULL), 429);
+    cr_expect_eq(api_error_status(API_ERR_FIELD_RANGE), 422);
 }

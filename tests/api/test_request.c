@@ -155,6 +155,24 @@ Test(api_request, null_means_absent)
     cr_expect_eq(code, API_ERR_FIELD_MISSING);
 }
 
+/* -1 asks for a random seed on both routes, as absent or null does. */
+Test(api_request, seed_minus_one_means_random)
+{
+    api_generate_request r;
+    api_err code;
+    char msg[256];
+    cr_assert_eq(parse(0, "{\"prompt\": \"p\", \"seed\": -1}", &r, &code, msg), 0, "%s", msg);
+    cr_expect_eq(r.has_seed, 0);
+    api_generate_request_free(&r);
+    cr_assert_eq(parse(1, "{\"prompt\": \"p\", \"seed\": -1}", &r, &code, msg), 0, "%s", msg);
+    cr_expect_eq(r.has_seed, 0);
+    api_generate_request_free(&r);
+    cr_assert_eq(parse(0, "{\"prompt\": \"p\", \"seed\": 0}", &r, &code, msg), 0, "%s", msg);
+    cr_expect_eq(r.has_seed, 1);
+    cr_expect_eq(r.seed, 0);
+    api_generate_request_free(&r);
+}
+
 /* One bad body: the error code and words the message must hold (the field's name first). */
 typedef struct bad_case {
     const char *body;
@@ -224,7 +242,7 @@ Test(api_request, out_of_range_names_the_field_and_the_bounds)
         {"{\"prompt\": \"p\", \"steps\": 101}", API_ERR_FIELD_RANGE, "steps", "101"},
         {"{\"prompt\": \"p\", \"guidance\": -0.5}", API_ERR_FIELD_RANGE, "guidance", "between 0 and 30"},
         {"{\"prompt\": \"p\", \"guidance\": 30.01}", API_ERR_FIELD_RANGE, "guidance", "30.01"},
-        {"{\"prompt\": \"p\", \"seed\": -1}", API_ERR_FIELD_RANGE, "seed", "-1"},
+        {"{\"prompt\": \"p\", \"seed\": -2}", API_ERR_FIELD_RANGE, "seed", "between -1 and"},
         {"{\"prompt\": \"p\", \"n\": 0}", API_ERR_FIELD_RANGE, "n:", "between 1 and 8"},
         {"{\"prompt\": \"p\", \"n\": 9}", API_ERR_FIELD_RANGE, "n:", "9"},
         {"{\"prompt\": \"p\", \"model\": \"\"}", API_ERR_FIELD_RANGE, "model", "empty"},
@@ -610,4 +628,30 @@ Test(api_request, defaults_must_lie_inside_the_limits)
     l.size_multiple = 0;
     cr_expect_eq(api_defaults_check(&def, &l, msg, sizeof msg), -1);
     cr_expect(strstr(msg, "limits") != NULL, "%s", msg);
+}
+
+/* A failed parse names the field at fault (the OpenAI route's "param"); "" when none is. */
+Test(api_request, failure_names_the_param)
+{
+    static const struct {
+        int openai;
+        const char *body, *param;
+    } cases[] = {
+        {1, "{\"prompt\": \"p\", \"n\": 0}", "n"},
+        {1, "{\"prompt\": \"p\", \"size\": \"7x7\"}", "size"},
+        {1, "{\"prompt\": \"p\", \"zzz\": 1}", "zzz"},
+        {1, "{\"n\": 1}", "prompt"},
+        {1, "{\"prompt\": ", ""},
+        {1, "[]", ""},
+        {0, "{\"prompt\": \"p\", \"height\": 8}", "height"},
+        {0, "{\"prompt\": \"p\", \"seed\": -2}", "seed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        api_generate_request r;
+        api_err code;
+        char msg[256];
+        cr_assert_neq(parse(cases[i].openai, cases[i].body, &r, &code, msg), 0, "%s",
+                      cases[i].body);
+        cr_expect_str_eq(r.error_param, cases[i].param, "%s: param", cases[i].body);
+    }
 }

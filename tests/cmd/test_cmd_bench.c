@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "cmd/cmd_bench.h"
+#include "engine/backend/backend.h"
+#include "engine/pipeline.h"
 
 typedef struct run_result {
     int rc;
@@ -111,6 +113,47 @@ Test(cmd_bench, forward_and_loop_on_the_fixture_model)
     cr_assert(strstr(r.out, "loop: 3 steps, guidance 4 (4 rows per forward)"), "%s", r.out);
     cr_assert(strstr(r.out, "per step: median "), "%s", r.out);
     done(&r);
+}
+
+/* A pipeline folder's text-token count comes from the model, as tttd generate encodes a prompt
+ * for it: the embedded model's CLIP of 24 tokens and no T5 rows, not SD3's 333; --tokens still
+ * wins. */
+Test(cmd_bench, text_tokens_come_from_the_pipeline_folder)
+{
+    run_result r = run("--cpu", "--model", "models/default", "--width", "32", "--height", "32",
+                       "--repeat", "1", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, ", 24 text tokens\n"), "%s", r.out);
+    done(&r);
+    r = run("--cpu", "--model", "models/default", "--width", "32", "--height", "32", "--tokens",
+            "7", "--repeat", "1", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, ", 7 text tokens\n"), "%s", r.out);
+    done(&r);
+    /* A bare transformer folder says nothing of its text encoders: SD3's 77 + 256. */
+    r = run("--cpu", "--model", "tests/fixtures/mmdit/ttt_mixed", "--width", "64", "--height",
+            "64", "--repeat", "1", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, ", 333 text tokens\n"), "%s", r.out);
+    done(&r);
+}
+
+/* eng_pipeline_text_tokens_of agrees with a loaded pipeline's count (tokenizer + T5 rows). */
+Test(cmd_bench, text_tokens_of_equals_the_loaded_pipeline)
+{
+    eng_error err = {0};
+    cr_assert_eq(eng_pipeline_text_tokens_of("models/default", &err), 24, "%s", err.msg);
+    eng_backend *be = eng_backend_cpu_create(&err);
+    cr_assert_not_null(be, "%s", err.msg);
+    eng_pipeline *p = NULL;
+    cr_assert_eq(eng_pipeline_load(&p, "tests/fixtures/tiny_model", be, ENG_DTYPE_F32, &err), 0,
+                 "%s", err.msg);
+    cr_expect_eq(eng_pipeline_text_tokens_of("tests/fixtures/tiny_model", &err),
+                 eng_pipeline_text_tokens(p), "%s", err.msg);
+    eng_pipeline_free(p);
+    eng_backend_destroy(be);
+    cr_expect_lt(eng_pipeline_text_tokens_of("tests/fixtures/no_such_model", &err), 0);
+    cr_expect(strstr(err.msg, "no_such_model"), "%s", err.msg);
 }
 
 Test(cmd_bench, random_model_leaves_no_files)

@@ -343,12 +343,121 @@ Test(serve, openai_images)
     json_decref(j);
     it_response_free(&r);
 
-    /* OpenAI's "url" answers are not served: 422 naming the field. */
+    /* OpenAI's "url" answers are not served: 400 in OpenAI's shape, param naming the field. */
     r = it_http(&srv, "POST", "/v1/images/generations",
                 "{\"prompt\":\"x\",\"size\":\"32x48\",\"response_format\":\"url\"}", NULL);
-    const char *msg = it_expect_error(&r, 422, "invalid_request_error.field_unsupported");
+    const char *msg = it_expect_error(&r, 400, "invalid_request_error.field_unsupported");
     cr_assert(strstr(msg, "response_format"), "%s", msg);
     it_response_free(&r);
+}
+
+/* The OpenAI route's errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}},
+ * a wrong field 400 (what the SDKs raise as BadRequestError) with param naming it; the native
+ * route keeps 422 and its own shape. */
+static void expect_openai_error(const char *body, long status, const char *code,
+                                const char *param)
+{
+    it_response r = it_http(&srv, "POST", "/v1/images/generations", body, NULL);
+    cr_assert_eq(r.status, status, "%s: %ld %s", body, r.status, r.body);
+    json_t *j = it_json(&r);
+    json_t *e = json_object_get(j, "error");
+    cr_assert(json_is_object(e), "%s", r.body);
+    cr_assert_eq(json_object_size(e), 4, "message, type, param, code: %s", r.body);
+    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "type")), "invalid_request_error");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
+    json_t *p = json_object_get(e, "param");
+    if (param)
+        cr_assert(json_is_string(p) && !strcmp(json_string_value(p), param), "param %s: %s",
+                  param, r.body);
+    else
+        cr_assert(json_is_null(p), "param null: %s", r.body);
+    json_decref(j);
+    it_response_free(&r);
+}
+
+Test(serve, openai_errors_in_openai_shape)
+{
+    it_server_start(&srv, NULL);
+    expect_openai_error("{\"prompt\":\"x\",\"n\":9}", 400, "invalid_request_error.field_range",
+                        "n");
+    expect_openai_error("{\"prompt\":\"x\",\"size\":\"33x48\"}", 400,
+                        "invalid_request_error.field_range", "size");
+    expect_openai_error("{\"prompt\":\"x\",\"steps\":\"two\"}", 400,
+                        "invalid_request_error.field_type", "steps");
+    expect_openai_error("{\"size\":\"32x48\"}", 400, "invalid_request_error.field_missing",
+                        "prompt");
+    expect_openai_error("{\"prompt\":\"x\",\"colour\":1}", 400,
+                        "invalid_request_error.unknown_field", "colour");
+    expect_openai_error("{\"prompt\":\"x\",\"output_format\":\"webp\"}", 400,
+                        "invalid_request_error.field_unsupported", "output_format");
+    expect_openai_error("{\"prompt\": ", 400, "invalid_request_error.json", NULL);
+    /* The native route is unchanged: 422, no param. */
+    it_response r = it_http(&srv, "POST", "/v1/generate", "{\"prompt\":\"x\",\"n\":9}", NULL);
+    it_expect_error(&r, 422, "invalid_request_error.field_range");
+    json_t *j = it_json(&r);
+    cr_assert_null(json_object_get(json_object_get(j, "error"), "param"));
+    json_decref(j);
+    it_response_free(&r);
+}
+
+static void expect_generate_error(const char *body, long status, const char *code,
+                                  const char *names);
+
+/* Every seed of an answer (metrics, each image) below 2^53: what a JavaScript number holds. */
+static void check_seeds_js_safe(json_t *answer, const char *images_key)
+{
+    const json_int_t js_max = (json_int_t)1 << 53;
+    json_t *seed = json_object_get(json_object_get(answer, "metrics"), "seed");
+    cr_assert(json_is_integer(seed));
+    cr_assert_lt(json_integer_value(seed), js_max, "metrics.seed %lld",
+                 (long long)json_integer_value(seed));
+    json_t *images = json_object_get(answer, images_key);
+    for (size_t i = 0; i < json_array_size(images); i++) {
+        json_t *s = json_object_get(json_array_get(images, i), "seed");
+        if (!s)
+            continue; /* OpenAI's data items carry no seed */
+        cr_assert_lt(json_integer_value(s), js_max);
+        cr_assert_eq(json_integer_value(s), json_integer_value(seed) + (json_int_t)i);
+    }
+}
+
+/* Seeds the server picks (no seed, null or -1, on both routes) stay below 2^53: a 63-bit seed
+ * is below 2^53 once in 1024 draws, so eight answers catch a server that picks them so. */
+Test(serve, random_seeds_are_javascript_safe)
+{
+    it_server_start(&srv, NULL);
+    static const char *const native[] = {
+        "{\"prompt\":\"a\"," SMALL ",\"n\":2}",
+        "{\"prompt\":\"a\"," SMALL ",\"n\":2,\"seed\":null}",
+        "{\"prompt\":\"a\"," SMALL ",\"n\":2,\"seed\":-1}",
+        "{\"prompt\":\"a\"," SMALL ",\"seed\":-1}",
+    };
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof native / sizeof native[0]; i++) {
+            it_response r = it_http(&srv, "POST", "/v1/generate", native[i], NULL);
+            cr_assert_eq(r.status, 200, "%s: %ld %s", native[i], r.status, r.body);
+            json_t *j = it_json(&r);
+            check_seeds_js_safe(j, "images");
+            json_decref(j);
+            it_response_free(&r);
+        }
+    for (int round = 0; round < 4; round++) {
+        it_response r = it_http(&srv, "POST", "/v1/images/generations",
+                                round % 2 ? "{\"prompt\":\"a\",\"size\":\"32x48\",\"steps\":2,"
+                                            "\"guidance\":1,\"seed\":-1}"
+                                          : "{\"prompt\":\"a\",\"size\":\"32x48\",\"steps\":2,"
+                                            "\"guidance\":1}",
+                                NULL);
+        cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+        json_t *j = it_json(&r);
+        check_seeds_js_safe(j, "data");
+        json_decref(j);
+        it_response_free(&r);
+    }
+    /* -2 is no seed and no request for one. */
+    expect_generate_error("{\"prompt\":\"a\"," SMALL ",\"seed\":-2}", 422,
+                          "invalid_request_error.field_range", "seed");
 }
 
 Test(serve, jobs_endpoint)
