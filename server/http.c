@@ -29,6 +29,12 @@ static srv_route route_of(const char *url, char *path_id, size_t idlen)
         {"/readyz", SRV_ROUTE_READYZ},    {"/metrics", SRV_ROUTE_METRICS},
         {"/v1/models", SRV_ROUTE_MODELS}, {"/v1/generate", SRV_ROUTE_GENERATE},
         {"/v1/images/generations", SRV_ROUTE_IMAGES},
+        {"/sdapi/v1/txt2img", SRV_ROUTE_A1111_TXT2IMG},
+        {"/sdapi/v1/img2img", SRV_ROUTE_A1111_IMG2IMG},
+        {"/sdapi/v1/sd-models", SRV_ROUTE_A1111_MODELS},
+        {"/sdapi/v1/samplers", SRV_ROUTE_A1111_SAMPLERS},
+        {"/sdapi/v1/options", SRV_ROUTE_A1111_OPTIONS},
+        {"/sdapi/v1/progress", SRV_ROUTE_A1111_PROGRESS},
     };
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
         if (!strcmp(url, exact[i].path))
@@ -50,7 +56,11 @@ static const char *allow_of(srv_route route)
     switch (route) {
     case SRV_ROUTE_GENERATE:
     case SRV_ROUTE_IMAGES:
+    case SRV_ROUTE_A1111_TXT2IMG:
+    case SRV_ROUTE_A1111_IMG2IMG:
         return "POST";
+    case SRV_ROUTE_A1111_OPTIONS:
+        return "GET, HEAD, POST";
     case SRV_ROUTE_JOBS:
         return "GET, HEAD, DELETE";
     default:
@@ -63,7 +73,11 @@ static int method_allowed(srv_route route, const char *m)
     switch (route) {
     case SRV_ROUTE_GENERATE:
     case SRV_ROUTE_IMAGES:
+    case SRV_ROUTE_A1111_TXT2IMG:
+    case SRV_ROUTE_A1111_IMG2IMG:
         return !strcmp(m, "POST");
+    case SRV_ROUTE_A1111_OPTIONS:
+        return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "POST");
     case SRV_ROUTE_JOBS:
         return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE");
     default:
@@ -195,8 +209,20 @@ static void dispatch_route(srv_req *r)
         else
             srv_http_job_get(r);
         break;
+    case SRV_ROUTE_A1111_IMG2IMG:
+    case SRV_ROUTE_A1111_MODELS:
+    case SRV_ROUTE_A1111_SAMPLERS:
+    case SRV_ROUTE_A1111_OPTIONS:
+    case SRV_ROUTE_A1111_PROGRESS:
+        if (r->too_large)
+            srv_req_error(r, API_ERR_BODY_TOO_LARGE, "The body is larger than %lld bytes.",
+                          (long long)r->h->cfg.opts->max_body);
+        else
+            srv_http_a1111(r);
+        break;
     case SRV_ROUTE_GENERATE:
     case SRV_ROUTE_IMAGES:
+    case SRV_ROUTE_A1111_TXT2IMG:
         if (r->too_large)
             srv_req_error(r, API_ERR_BODY_TOO_LARGE, "The body is larger than %lld bytes.",
                           (long long)r->h->cfg.opts->max_body);
