@@ -107,13 +107,41 @@ static int needs_key(const srv_options *o, srv_route route)
  * Compares against every key in time that does not depend on where a guess goes wrong. Returns
  * which key matched, as its index + 1 (the owner of the jobs it creates), or 0 for none.
  */
+/*
+ * The key an Authorization header carries: "Bearer KEY", or HTTP Basic with the key as the
+ * password (AUTOMATIC1111's --api-auth user:password, which its clients such as Open WebUI send;
+ * the user name is not checked). NULL when there is none; a Basic one is decoded into buf.
+ */
+static const char *sent_key(const char *auth, char *buf, size_t cap)
+{
+    if (!auth)
+        return NULL;
+    if (!strncasecmp(auth, "Bearer ", 7)) {
+        const char *k = auth + 7;
+        while (*k == ' ')
+            k++;
+        return k;
+    }
+    if (strncasecmp(auth, "Basic ", 6) != 0)
+        return NULL;
+    const char *b64 = auth + 6;
+    while (*b64 == ' ')
+        b64++;
+    size_t n = strlen(b64), len;
+    if (api_base64_decoded_max(n) >= cap ||
+        api_base64_decode(b64, n, (uint8_t *)buf, &len) != 0)
+        return NULL;
+    buf[len] = '\0';
+    char *colon = memchr(buf, ':', len);
+    return colon && strlen(buf) == len ? colon + 1 : NULL;
+}
+
 static int key_ok(const srv_options *o, const char *auth)
 {
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+    char basic[1024];
+    const char *k = sent_key(auth, basic, sizeof basic);
+    if (!k)
         return 0;
-    const char *k = auth + 7;
-    while (*k == ' ')
-        k++;
     size_t kl = strlen(k);
     int ok = 0;
     for (int i = 0; i < o->keys.n; i++) {

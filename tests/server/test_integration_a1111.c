@@ -319,7 +319,7 @@ Test(serve_a1111, progress_of_a_running_job)
     it_response_free(&r);
 }
 
-Test(serve_a1111, api_keys_as_the_native_route)
+Test(serve_a1111, api_keys_bearer_and_a1111_basic)
 {
     it_server_start(&srv, "--api-key", "k-a1111", NULL);
     it_response r = it_http(&srv, "GET", "/sdapi/v1/sd-models", NULL, NULL);
@@ -332,6 +332,22 @@ Test(serve_a1111, api_keys_as_the_native_route)
                 "Authorization: Bearer k-a1111", NULL);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     it_response_free(&r);
+    /* A1111's own scheme: HTTP Basic (--api-auth user:password), what Open WebUI sends; the
+     * password is the key, the user name is not checked. */
+    r = it_http(&srv, "GET", "/sdapi/v1/options", NULL,
+                "Authorization: Basic b3BlbndlYnVpOmstYTExMTE=", NULL); /* openwebui:k-a1111 */
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    it_response_free(&r);
+    static const char *const refused[] = {
+        "Authorization: Basic b3BlbndlYnVpOmstYTExMQ==", /* openwebui:k-a111 */
+        "Authorization: Basic ay1hMTExMQ==",       /* no user name and colon */
+        "Authorization: Basic !!!!",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        r = it_http(&srv, "GET", "/sdapi/v1/options", NULL, refused[i], NULL);
+        it_expect_error(&r, 401, NULL);
+        it_response_free(&r);
+    }
 }
 
 /*
