@@ -510,14 +510,14 @@ const char *const api_a1111_sampler_aliases[] = {"k_euler", "euler", NULL};
 
 static int f_a1111_seed(pstate *s, const char *name, const json_t *v)
 {
-    if (json_is_integer(v) && json_integer_value(v) == -1)
-        return 0; /* A1111's "random" */
-    int64_t x;
     if (!json_is_integer(v))
         return fail(s, API_ERR_FIELD_TYPE, "%s: expected an integer, got %s", name, type_name(v));
-    if (want_int(s, name, v, 0, INT64_MAX, &x) != 0)
+    int64_t x = json_integer_value(v);
+    if (x == -1)
+        return 0; /* A1111's "random" */
+    if (x < 0)
         return fail(s, API_ERR_FIELD_RANGE, "%s: must be -1 (random) or between 0 and %" PRId64
-                    ", got %" PRId64, name, INT64_MAX, (int64_t)json_integer_value(v));
+                    ", got %" PRId64, name, INT64_MAX, x);
     s->req->seed = (uint64_t)x;
     s->req->has_seed = 1;
     return 0;

@@ -1,7 +1,8 @@
 /*
- * http_generate.c - POST /v1/generate and /v1/images/generations (parse, check against the model,
- * queue, wait suspended or stream), GET/DELETE /v1/jobs/{id}, GET /v1/models, and the job events
- * that answer or feed a waiting request.
+ * http_generate.c - POST /v1/generate, /v1/images/generations and AUTOMATIC1111's
+ * /sdapi/v1/txt2img (parse, check against the model, queue, wait suspended or stream),
+ * GET/DELETE /v1/jobs/{id}, GET /v1/models, and the job events that answer or feed a waiting
+ * request.
  */
 #include "server/http_internal.h"
 
