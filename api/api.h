@@ -6,6 +6,7 @@
 #ifndef TTTD_API_API_H
 #define TTTD_API_API_H
 
+#include "api/a1111.h"
 #include "api/base64.h"
 #include "api/buf.h"
 #include "api/errors.h"

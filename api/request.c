@@ -505,6 +505,74 @@ static int f_partial_images(pstate *s, const char *name, const json_t *v)
     return want_int(s, name, v, 0, 3, &x);
 }
 
+/* ---- A1111 (POST /sdapi/v1/txt2img) ---- */
+
+const char *const api_a1111_sampler_aliases[] = {"k_euler", "euler", NULL};
+
+static int f_a1111_seed(pstate *s, const char *name, const json_t *v)
+{
+    if (!json_is_integer(v))
+        return fail(s, API_ERR_FIELD_TYPE, "%s: expected an integer, got %s", name, type_name(v));
+    int64_t x = json_integer_value(v);
+    if (x == -1)
+        return 0; /* A1111's "random" */
+    if (x < 0)
+        return fail(s, API_ERR_FIELD_RANGE, "%s: must be -1 (random) or between 0 and %" PRId64
+                    ", got %" PRId64, name, INT64_MAX, x);
+    s->req->seed = (uint64_t)x;
+    s->req->has_seed = 1;
+    return 0;
+}
+
+static int f_batch_size(pstate *s, const char *name, const json_t *v)
+{
+    int64_t x;
+    if (want_int(s, name, v, 1, s->lim->max_n, &x) != 0)
+        return -1;
+    s->req->batch_size = (int)x;
+    return 0;
+}
+
+static int f_n_iter(pstate *s, const char *name, const json_t *v)
+{
+    int64_t x;
+    if (want_int(s, name, v, 1, s->lim->max_n, &x) != 0)
+        return -1;
+    s->req->n_iter = (int)x;
+    return 0;
+}
+
+static int f_sampler(pstate *s, const char *name, const json_t *v)
+{
+    const char *str;
+    if (want_string(s, name, v, 0, SIZE_MAX, &str) != 0)
+        return -1;
+    if (!strcmp(str, API_A1111_SAMPLER))
+        return 0;
+    for (int i = 0; api_a1111_sampler_aliases[i]; i++)
+        if (!strcmp(str, api_a1111_sampler_aliases[i]))
+            return 0;
+    char got[72];
+    quote_cut(got, sizeof got, str);
+    return fail(s, API_ERR_FIELD_RANGE, "%s: this server has one sampler, \"%s\" (the flow-"
+                "matching Euler of SD3; also \"k_euler\"), got \"%s\" (see GET "
+                "/sdapi/v1/samplers)", name, API_A1111_SAMPLER, got);
+}
+
+/* An unknown A1111 field: its name noted for the log, never an error. */
+static void note_ignored(api_generate_request *r, const char *key)
+{
+    size_t l = strlen(r->ignored), cap = sizeof r->ignored;
+    if (l + 4 >= cap)
+        return; /* already cut */
+    char name[72];
+    quote_cut(name, sizeof name, key);
+    if (l + strlen(name) + 2 + 4 >= cap)
+        memcpy(r->ignored + l, "...", 4);
+    else
+        snprintf(r->ignored + l, cap - l, "%s%s", l ? ", " : "", name);
+}
+
 /* ---- the tables ---- */
 
 typedef struct field {
@@ -547,6 +615,15 @@ static const field openai_fields[] = {
     {NULL, NULL},
 };
 
+static const field a1111_fields[] = {
+    {"prompt", f_prompt},           {"negative_prompt", f_negative_prompt},
+    {"width", f_width},             {"height", f_height},
+    {"steps", f_steps},             {"cfg_scale", f_guidance},
+    {"seed", f_a1111_seed},         {"batch_size", f_batch_size},
+    {"n_iter", f_n_iter},           {"sampler_name", f_sampler},
+    {"sampler_index", f_sampler},   {NULL, NULL},
+};
+
 static int parse(const char *body, size_t len, const api_limits *lim, const api_defaults *def,
                  const field *fields, api_request_kind kind, api_generate_request *out,
                  api_err *code, char *msg, size_t msglen)
@@ -568,6 +645,7 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
     r.format = def->format;
     r.quality = def->quality;
     r.timeout_ms = def->timeout_ms;
+    r.batch_size = r.n_iter = 1;
     snprintf(r.quality_label, sizeof r.quality_label, "auto");
 
     if (!body || len == 0)
@@ -593,6 +671,10 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
         const field *f = fields;
         while (f->name && strcmp(f->name, key) != 0)
             f++;
+        if (!f->name && kind == API_REQUEST_A1111) {
+            note_ignored(&r, key);
+            continue;
+        }
         if (!f->name) {
             char name[72];
             quote_cut(name, sizeof name, key);
@@ -605,6 +687,15 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
         snprintf(param, sizeof param, "%s", f->name);
         if (f->fn(&s, f->name, v) != 0)
             goto done;
+    }
+    if (kind == API_REQUEST_A1111) {
+        snprintf(param, sizeof param, "batch_size");
+        r.n = r.batch_size * r.n_iter;
+        if (r.n > lim->max_n) {
+            fail(&s, API_ERR_FIELD_RANGE, "batch_size, n_iter: %d x %d = %d images is more than "
+                 "the limit of %d", r.batch_size, r.n_iter, r.n, lim->max_n);
+            goto done;
+        }
     }
     snprintf(param, sizeof param, "prompt");
     if (!r.prompt) {
@@ -653,5 +744,13 @@ int api_parse_openai_images(const char *body, size_t len, const api_limits *limi
                             api_err *code, char *msg, size_t msglen)
 {
     return parse(body, len, limits, defaults, openai_fields, API_REQUEST_OPENAI, out, code, msg,
+                 msglen);
+}
+
+int api_parse_a1111_txt2img(const char *body, size_t len, const api_limits *limits,
+                            const api_defaults *defaults, api_generate_request *out,
+                            api_err *code, char *msg, size_t msglen)
+{
+    return parse(body, len, limits, defaults, a1111_fields, API_REQUEST_A1111, out, code, msg,
                  msglen);
 }

@@ -76,6 +76,7 @@ int api_defaults_check(const api_defaults *d, const api_limits *l, char *msg, si
 typedef enum api_request_kind {
     API_REQUEST_NATIVE = 0, /* POST /v1/generate */
     API_REQUEST_OPENAI = 1, /* POST /v1/images/generations */
+    API_REQUEST_A1111 = 2,  /* POST /sdapi/v1/txt2img (AUTOMATIC1111's API) */
 } api_request_kind;
 
 /*
@@ -111,6 +112,10 @@ typedef struct api_generate_request {
     char quality_label[16]; /* the request's "quality" ("auto" when absent) */
     /* After a failed parse (the rest zeroed): the field at fault, "" when none is (bad JSON). */
     char error_param[72];
+    /* A1111 only: n = batch_size * n_iter; the fields the parser ignored (comma-separated, cut
+     * with "..." when long; "" when none), for one log line. */
+    int batch_size, n_iter;
+    char ignored[192];
 } api_generate_request;
 
 /* Frees the owned strings and zeroes *r; NULL or a zeroed struct is fine. */
@@ -143,6 +148,23 @@ int api_parse_generate(const char *body, size_t len, const api_limits *limits,
 int api_parse_openai_images(const char *body, size_t len, const api_limits *limits,
                             const api_defaults *defaults, api_generate_request *out,
                             api_err *code, char *msg, size_t msglen);
+
+/*
+ * Parses a POST /sdapi/v1/txt2img body (AUTOMATIC1111's API) into the same struct, kind
+ * API_REQUEST_A1111. Fields: prompt (required), negative_prompt, width, height, steps, cfg_scale
+ * (the guidance), seed (-1 or absent: random; else 0..2^63-1), batch_size and n_iter (1..max_n
+ * each, their product at most max_n: n), sampler_name and sampler_index (one of
+ * API_A1111_SAMPLER's names). Any other field is A1111's and is ignored, not refused: its name
+ * goes to out->ignored (A1111 clients send many: styles, restore_faces, override_settings, ...).
+ * Omitted fields take the defaults, which are the model's, not A1111's 512 x 512 and 50 steps.
+ */
+int api_parse_a1111_txt2img(const char *body, size_t len, const api_limits *limits,
+                            const api_defaults *defaults, api_generate_request *out,
+                            api_err *code, char *msg, size_t msglen);
+
+/* The one sampler, as A1111 names it, and its aliases (NULL-terminated). */
+#define API_A1111_SAMPLER "Euler"
+extern const char *const api_a1111_sampler_aliases[];
 
 /* The seed of image i of a request: (seed + i) mod 2^63, so it stays a JSON integer. */
 uint64_t api_unit_seed(uint64_t seed, int i);

@@ -29,6 +29,12 @@ static srv_route route_of(const char *url, char *path_id, size_t idlen)
         {"/readyz", SRV_ROUTE_READYZ},    {"/metrics", SRV_ROUTE_METRICS},
         {"/v1/models", SRV_ROUTE_MODELS}, {"/v1/generate", SRV_ROUTE_GENERATE},
         {"/v1/images/generations", SRV_ROUTE_IMAGES},
+        {"/sdapi/v1/txt2img", SRV_ROUTE_A1111_TXT2IMG},
+        {"/sdapi/v1/img2img", SRV_ROUTE_A1111_IMG2IMG},
+        {"/sdapi/v1/sd-models", SRV_ROUTE_A1111_MODELS},
+        {"/sdapi/v1/samplers", SRV_ROUTE_A1111_SAMPLERS},
+        {"/sdapi/v1/options", SRV_ROUTE_A1111_OPTIONS},
+        {"/sdapi/v1/progress", SRV_ROUTE_A1111_PROGRESS},
     };
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
         if (!strcmp(url, exact[i].path))
@@ -50,7 +56,11 @@ static const char *allow_of(srv_route route)
     switch (route) {
     case SRV_ROUTE_GENERATE:
     case SRV_ROUTE_IMAGES:
+    case SRV_ROUTE_A1111_TXT2IMG:
+    case SRV_ROUTE_A1111_IMG2IMG:
         return "POST";
+    case SRV_ROUTE_A1111_OPTIONS:
+        return "GET, HEAD, POST";
     case SRV_ROUTE_JOBS:
         return "GET, HEAD, DELETE";
     default:
@@ -63,7 +73,11 @@ static int method_allowed(srv_route route, const char *m)
     switch (route) {
     case SRV_ROUTE_GENERATE:
     case SRV_ROUTE_IMAGES:
+    case SRV_ROUTE_A1111_TXT2IMG:
+    case SRV_ROUTE_A1111_IMG2IMG:
         return !strcmp(m, "POST");
+    case SRV_ROUTE_A1111_OPTIONS:
+        return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "POST");
     case SRV_ROUTE_JOBS:
         return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE");
     default:
@@ -93,13 +107,41 @@ static int needs_key(const srv_options *o, srv_route route)
  * Compares against every key in time that does not depend on where a guess goes wrong. Returns
  * which key matched, as its index + 1 (the owner of the jobs it creates), or 0 for none.
  */
+/*
+ * The key an Authorization header carries: "Bearer KEY", or HTTP Basic with the key as the
+ * password (AUTOMATIC1111's --api-auth user:password, which its clients such as Open WebUI send;
+ * the user name is not checked). NULL when there is none; a Basic one is decoded into buf.
+ */
+static const char *sent_key(const char *auth, char *buf, size_t cap)
+{
+    if (!auth)
+        return NULL;
+    if (!strncasecmp(auth, "Bearer ", 7)) {
+        const char *k = auth + 7;
+        while (*k == ' ')
+            k++;
+        return k;
+    }
+    if (strncasecmp(auth, "Basic ", 6) != 0)
+        return NULL;
+    const char *b64 = auth + 6;
+    while (*b64 == ' ')
+        b64++;
+    size_t n = strlen(b64), len;
+    if (api_base64_decoded_max(n) >= cap ||
+        api_base64_decode(b64, n, (uint8_t *)buf, &len) != 0)
+        return NULL;
+    buf[len] = '\0';
+    char *colon = memchr(buf, ':', len);
+    return colon && strlen(buf) == len ? colon + 1 : NULL;
+}
+
 static int key_ok(const srv_options *o, const char *auth)
 {
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+    char basic[1024];
+    const char *k = sent_key(auth, basic, sizeof basic);
+    if (!k)
         return 0;
-    const char *k = auth + 7;
-    while (*k == ' ')
-        k++;
     size_t kl = strlen(k);
     int ok = 0;
     for (int i = 0; i < o->keys.n; i++) {
@@ -195,8 +237,20 @@ static void dispatch_route(srv_req *r)
         else
             srv_http_job_get(r);
         break;
+    case SRV_ROUTE_A1111_IMG2IMG:
+    case SRV_ROUTE_A1111_MODELS:
+    case SRV_ROUTE_A1111_SAMPLERS:
+    case SRV_ROUTE_A1111_OPTIONS:
+    case SRV_ROUTE_A1111_PROGRESS:
+        if (r->too_large)
+            srv_req_error(r, API_ERR_BODY_TOO_LARGE, "The body is larger than %lld bytes.",
+                          (long long)r->h->cfg.opts->max_body);
+        else
+            srv_http_a1111(r);
+        break;
     case SRV_ROUTE_GENERATE:
     case SRV_ROUTE_IMAGES:
+    case SRV_ROUTE_A1111_TXT2IMG:
         if (r->too_large)
             srv_req_error(r, API_ERR_BODY_TOO_LARGE, "The body is larger than %lld bytes.",
                           (long long)r->h->cfg.opts->max_body);

@@ -1,7 +1,8 @@
 /*
- * http_generate.c - POST /v1/generate and /v1/images/generations (parse, check against the model,
- * queue, wait suspended or stream), GET/DELETE /v1/jobs/{id}, GET /v1/models, and the job events
- * that answer or feed a waiting request.
+ * http_generate.c - POST /v1/generate, /v1/images/generations and AUTOMATIC1111's
+ * /sdapi/v1/txt2img (parse, check against the model, queue, wait suspended or stream),
+ * GET/DELETE /v1/jobs/{id}, GET /v1/models, and the job events that answer or feed a waiting
+ * request.
  */
 #include "server/http_internal.h"
 
@@ -180,6 +181,9 @@ static void answer_done(srv_req *r, srv_job *j, const api_metrics *m)
             imgs[k] = image_of(j, k);
         if (r->greq.kind == API_REQUEST_OPENAI)
             json = api_openai_images_response(j->created_unix, &r->greq, imgs, j->n, m);
+        else if (r->greq.kind == API_REQUEST_A1111)
+            json = api_a1111_txt2img_response(&r->greq, j->prompt, j->negative_prompt,
+                                              j->model_name, j->created_unix, imgs, j->n);
         else
             json = api_generate_response(j->id, j->model_name, j->created_unix, imgs, j->n, m);
         free(imgs);
@@ -323,21 +327,32 @@ void srv_http_generate(srv_req *r)
         srv_req_error(r, API_ERR_UNSUPPORTED_MEDIA_TYPE, NULL);
         return;
     }
-    int mi = peek_model(ms, body, r->body.len);
+    int a1111 = r->route == SRV_ROUTE_A1111_TXT2IMG;
+    /* A1111 requests name no model: theirs is the one POST /sdapi/v1/options picked. */
+    int mi = a1111 ? h->a1111_model : peek_model(ms, body, r->body.len);
     api_limits lim;
     api_defaults def;
     limits_for(o, &ms->v[mi], &lim, &def);
-    int rc = r->route == SRV_ROUTE_IMAGES
-                 ? api_parse_openai_images(body, r->body.len, &lim, &def, &r->greq, &code, msg,
-                                           sizeof msg)
-                 : api_parse_generate(body, r->body.len, &lim, &def, &r->greq, &code, msg,
-                                      sizeof msg);
+    int rc;
+    if (r->route == SRV_ROUTE_IMAGES)
+        rc = api_parse_openai_images(body, r->body.len, &lim, &def, &r->greq, &code, msg,
+                                     sizeof msg);
+    else if (a1111)
+        rc = api_parse_a1111_txt2img(body, r->body.len, &lim, &def, &r->greq, &code, msg,
+                                     sizeof msg);
+    else
+        rc = api_parse_generate(body, r->body.len, &lim, &def, &r->greq, &code, msg, sizeof msg);
     if (rc) {
         srv_req_error(r, code, "%s", msg);
         return;
     }
     api_generate_request *g = &r->greq;
-    if (g->model) {
+    if (g->ignored[0])
+        eng_log(ENG_LOG_INFO, r->id, "txt2img: ignored A1111 field(s) this server does not "
+                "use: %s", g->ignored);
+    if (a1111) {
+        /* mi stays the A1111 model. */
+    } else if (g->model) {
         mi = srv_models_find(ms, g->model);
         if (mi < 0) {
             snprintf(g->error_param, sizeof g->error_param, "model");

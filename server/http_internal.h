@@ -9,6 +9,8 @@
  *   http_reply.c     a request's answers and its wait: replies, suspend/resume, the disconnect
  *                    watch, and canceling its job when the client goes;
  *   http_generate.c  the generation endpoints, jobs, streams, and the scheduler's events;
+ *   http_a1111.c     AUTOMATIC1111's small routes (/sdapi/v1/...: models, samplers, options,
+ *                    progress, img2img's refusal); its txt2img is http_generate.c's;
  *   http.c           MHD's handler and completion: routing, the small endpoints, srv_http.
  *
  * tools/check_layers.py fails the build on a circle between them.
@@ -76,6 +78,7 @@ struct srv_http {
     int in_flight;
     int draining;
     int listen_scope; /* http_guard.c: what the listening socket is bound to, once known */
+    int a1111_model;  /* the model of A1111 requests (POST /sdapi/v1/options), an index */
 };
 
 /* What r->cors says: no CORS header, the request's own Origin echoed, or "*". */
@@ -133,5 +136,10 @@ void srv_http_job_delete(srv_req *r);
 void srv_http_models(srv_req *r);
 /* Sends ": ping" on every open stream. */
 void srv_http_ping_streams(srv_http *h);
+
+/* ---- http_a1111.c ---- */
+
+/* The /sdapi/v1/ routes but txt2img (r->route says which), once the body is in. */
+void srv_http_a1111(srv_req *r);
 
 #endif

@@ -44,7 +44,9 @@ struct srv_metrics {
 
 static const char *const route_labels[SRV_ROUTE_COUNT] = {
     "/v1/generate", "/v1/images/generations", "/v1/jobs", "/v1/models", "/healthz",
-    "/readyz",      "/metrics",               "/",        "other"};
+    "/readyz",      "/metrics",               "/",
+    "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/sd-models", "/sdapi/v1/samplers",
+    "/sdapi/v1/options", "/sdapi/v1/progress", "other"};
 static const char *const reject_labels[SRV_REJECT_COUNT] = {
     "queue_full", "body_too_large", "invalid", "unauthorized", "loading", "shutting_down"};
 static const char *const cancel_labels[SRV_CANCEL_COUNT] = {"none", "disconnect", "delete",

@@ -34,6 +34,12 @@ typedef enum srv_route {
     SRV_ROUTE_READYZ,
     SRV_ROUTE_METRICS,
     SRV_ROUTE_INDEX,
+    SRV_ROUTE_A1111_TXT2IMG,  /* AUTOMATIC1111's API: POST /sdapi/v1/txt2img */
+    SRV_ROUTE_A1111_IMG2IMG,  /* POST /sdapi/v1/img2img (422 until image-to-image exists) */
+    SRV_ROUTE_A1111_MODELS,   /* GET /sdapi/v1/sd-models */
+    SRV_ROUTE_A1111_SAMPLERS, /* GET /sdapi/v1/samplers */
+    SRV_ROUTE_A1111_OPTIONS,  /* GET, POST /sdapi/v1/options */
+    SRV_ROUTE_A1111_PROGRESS, /* GET /sdapi/v1/progress */
     SRV_ROUTE_OTHER, /* no such route (404) */
     SRV_ROUTE_COUNT
 } srv_route;

@@ -44,6 +44,11 @@ UNREACHABLE = {
     ("post", "/v1/generate", "503"): "model loading (the tiny model loads before the server "
                                      "listens)",
     ("post", "/v1/images/generations", "503"): "model loading",
+    ("post", "/sdapi/v1/txt2img", "500"): "an engine failure",
+    ("post", "/sdapi/v1/txt2img", "503"): "model loading (and the draining server may close "
+                                          "its socket first)",
+    ("post", "/sdapi/v1/txt2img", "504"): "--request-timeout-ms only (A1111 has no timeout "
+                                          "field); /v1/generate's 504 is the same path",
 }
 
 
@@ -329,6 +334,33 @@ GEN, IMG = "/v1/generate", "/v1/images/generations"
 NATIVE = dict(SMALL, prompt="a red cube", seed=1)
 OPENAI = {"prompt": "a red cube", "size": "32x48", "steps": 2, "guidance": 1}
 TOO_LARGE = "x" * (2 << 20)  # over the default --max-body (1 MiB)
+TXT, OPTS = "/sdapi/v1/txt2img", "/sdapi/v1/options"
+A1111 = dict(prompt="a red cube", width=32, height=48, steps=2, cfg_scale=1, seed=-1,
+             batch_size=2, n_iter=1, sampler_name="Euler", styles=[], restore_faces=False)
+
+
+def scenarios_a1111(c, srv):
+    """AUTOMATIC1111's routes: each answer, its errors."""
+    for path in ("/sdapi/v1/sd-models", "/sdapi/v1/samplers", "/sdapi/v1/progress", OPTS):
+        c.check("get", path, srv.request("GET", path))
+    c.check("post", TXT, srv.request("POST", TXT, A1111), "images")
+    c.check("post", TXT, srv.request("POST", TXT, "{\"prompt\": "), "bad JSON")
+    c.check("post", TXT, srv.request("POST", TXT, dict(A1111, sampler_name="DDIM")), "sampler")
+    c.check("post", TXT, srv.request("POST", TXT, TOO_LARGE), "413")
+    c.check("post", TXT, srv.request("POST", TXT, "{}", {"Content-Type": "application/xml"}),
+            "415")
+    c.check("post", "/sdapi/v1/img2img", srv.request("POST", "/sdapi/v1/img2img",
+                                                     {"init_images": ["x"]}), "unsupported")
+    c.check("post", "/sdapi/v1/img2img", srv.request("POST", "/sdapi/v1/img2img", TOO_LARGE),
+            "413")
+    c.check("post", OPTS, srv.request("POST", OPTS, {"sd_model_checkpoint": "default",
+                                                     "samples_format": "png"}), "set")
+    c.check("post", OPTS, srv.request("POST", OPTS, {"sd_model_checkpoint": "nope"}), "model")
+    c.check("post", OPTS, srv.request("POST", OPTS, {"sd_model_checkpoint": 1}), "type")
+    c.check("post", OPTS, srv.request("POST", OPTS, "[1"), "bad JSON")
+    c.check("post", OPTS, srv.request("POST", OPTS, TOO_LARGE), "413")
+    c.check("post", OPTS, srv.request("POST", OPTS, "{}", {"Content-Type": "application/xml"}),
+            "415")
 
 
 def scenarios_plain(c, srv):
@@ -366,6 +398,7 @@ def scenarios_plain(c, srv):
 
     check_fields(c, srv, "post", GEN, NATIVE)
     check_fields(c, srv, "post", IMG, OPENAI, invalid=400)
+    scenarios_a1111(c, srv)
 
 
 def scenarios_guard(c, srv):
@@ -395,6 +428,10 @@ def scenarios_queue(c, srv):
     c.check("get", "/v1/jobs/" + id_b, srv.request("GET", "/v1/jobs/" + id_b), "queued")
     c.check("post", GEN, srv.request("POST", GEN, NATIVE), "queue full")
     c.check("post", IMG, srv.request("POST", IMG, OPENAI), "queue full")
+    c.check("post", TXT, srv.request("POST", TXT, dict(A1111, batch_size=1)), "queue full")
+    r = srv.request("GET", "/sdapi/v1/progress")
+    c.check("get", "/sdapi/v1/progress", r, "running")
+    c.ok(r.json()["state"]["job_count"] == 2, "progress: 2 jobs (running and queued)")
     c.check("get", "/readyz", srv.request("GET", "/readyz"), "overloaded")
     c.check("delete", "/v1/jobs/" + id_b, srv.request("DELETE", "/v1/jobs/" + id_b), "queued")
     c.check("delete", "/v1/jobs/" + id_a, srv.request("DELETE", "/v1/jobs/" + id_a), "running")
@@ -403,7 +440,8 @@ def scenarios_queue(c, srv):
     c.check("get", "/v1/jobs/" + id_a, srv.request("GET", "/v1/jobs/" + id_a), "canceled")
     # A plain request canceled by DELETE: its client named the id (X-Request-Id) beforehand.
     for path, body in ((GEN, dict(SLOW, stream=False, timeout_ms=10000)),
-                       (IMG, dict(OPENAI, steps=5000, timeout_ms=10000))):
+                       (IMG, dict(OPENAI, steps=5000, timeout_ms=10000)),
+                       (TXT, dict(A1111, batch_size=1, steps=5000))):
         rid = "contract-cancel" + path.replace("/", "-")
         p = srv.background("POST", path, body, {"X-Request-Id": rid})
         deadline = time.monotonic() + 5
@@ -436,6 +474,7 @@ def scenarios_draining(c, binary):
         srv.proc.send_signal(15)
         time.sleep(0.2)
         for path, body in ((gen, dict(SMALL, prompt="late")),
+                           (TXT, {"prompt": "late", "width": 32, "height": 48}),
                            ("/v1/images/generations", {"prompt": "late", "size": "32x48"})):
             try:
                 c.check("post", path, srv.request("POST", path, body, timeout=10), "draining")

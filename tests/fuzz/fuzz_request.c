@@ -1,11 +1,13 @@
 /*
  * fuzz_request.c - libFuzzer target for the request parsers: arbitrary bytes as a body for
- * api_parse_generate and api_parse_openai_images, and as Content-Type and Accept headers.
+ * api_parse_generate, api_parse_openai_images and api_parse_a1111_txt2img, and as Content-Type
+ * and Accept headers.
  *
  * Checked on every input: each parser either succeeds with a request inside the limits (prompt
  * non-empty and within max_prompt_bytes, sides multiples of size_multiple, pixels, steps, n,
  * guidance, quality, timeout) or fails with a 400/422 code and a message; the error body built
- * from that message is valid JSON; a parsed request's answers (native, OpenAI) are valid JSON;
+ * from that message is valid JSON; a parsed request's answers (native, OpenAI, A1111) are valid
+ * JSON, and an A1111 request's n is its batch_size x n_iter;
  * the Accept choice of a parsed request is one of the three answers or 406. Leaks show up under
  * ASan's leak checker (make fuzz builds with -fsanitize=address).
  * Seeds: tests/fuzz/corpus/request/.
@@ -17,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "api/a1111.h"
 #include "api/errors.h"
 #include "api/request.h"
 #include "api/response.h"
@@ -57,14 +60,17 @@ static void check_request(const api_generate_request *r, const api_limits *l)
     CHECK(!r->model || r->model[0]);
 }
 
-static void one(int openai, const uint8_t *data, size_t size, const api_limits *l,
+/* kind: 0 native, 1 OpenAI, 2 A1111. */
+static void one(int kind, const uint8_t *data, size_t size, const api_limits *l,
                 const api_defaults *d, const char *header)
 {
     api_generate_request r;
     api_err code = API_OK;
     char msg[256];
-    int rc = openai ? api_parse_openai_images((const char *)data, size, l, d, &r, &code, msg, sizeof msg)
-                    : api_parse_generate((const char *)data, size, l, d, &r, &code, msg, sizeof msg);
+    const char *body = (const char *)data;
+    int rc = kind == 1   ? api_parse_openai_images(body, size, l, d, &r, &code, msg, sizeof msg)
+             : kind == 2 ? api_parse_a1111_txt2img(body, size, l, d, &r, &code, msg, sizeof msg)
+                         : api_parse_generate(body, size, l, d, &r, &code, msg, sizeof msg);
     if (rc != 0) {
         CHECK(rc == -1 && r.prompt == NULL && r.model == NULL);
         int status = api_error_status(code);
@@ -79,6 +85,12 @@ static void one(int openai, const uint8_t *data, size_t size, const api_limits *
     api_image img = {bytes, sizeof bytes, r.seed, r.format, r.width, r.height};
     check_json(api_generate_response("gen-fuzz", r.model ? r.model : "default", 0, &img, 1, &m));
     check_json(api_openai_images_response(0, &r, &img, 1, &m));
+    if (kind == 2) {
+        CHECK(r.n == r.batch_size * r.n_iter);
+        CHECK(memchr(r.ignored, '\0', sizeof r.ignored) != NULL);
+        check_json(api_a1111_txt2img_response(&r, r.prompt, r.negative_prompt, "default", 0, &img,
+                                              1));
+    }
     api_answer a;
     rc = api_accept_choose(header, &r, &a, &code, msg, sizeof msg);
     CHECK((rc == 0 && (a == API_ANSWER_JSON || a == API_ANSWER_SSE || a == API_ANSWER_IMAGE)) ||
@@ -119,5 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     one(1, data, size, &l, &d, header);
     one(0, data, size, &small, &sd, "image/png");
     one(1, data, size, &small, &sd, NULL);
+    one(2, data, size, &l, &d, NULL);
+    one(2, data, size, &small, &sd, NULL);
     return 0;
 }
