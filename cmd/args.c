@@ -139,7 +139,8 @@ static const char *expected(const cmd_arg *r, char *buf, size_t len)
         snprintf(buf, len, "%s", choices_text(r->choices, ch, sizeof ch));
         return buf;
     case CMD_ARG_U64:
-        return "an integer in [0, 18446744073709551615]";
+        return r->lo < 0 ? "an integer in [0, 18446744073709551615], or -1"
+                         : "an integer in [0, 18446744073709551615]";
     case CMD_ARG_DOUBLE:
         snprintf(buf, len, "a number in [%g, %g]", r->lo, r->hi);
         return buf;
@@ -197,6 +198,8 @@ int cmd_arg_set(const cmd_args_spec *s, const cmd_arg *r, void *dst, const char 
         return list_add(f, text, s->own) ? fail(err, errlen, "out of memory") : 0;
     case CMD_ARG_U64: {
         char *end;
+        if (r->lo < 0 && strcmp(text, "-1") == 0) /* "not given" */
+            return 1;
         if (*text < '0' || *text > '9') /* strtoull would take "-1" as 2^64 - 1 */
             return fail(err, errlen, "expected %s", expected(r, want, sizeof want));
         errno = 0;
@@ -239,7 +242,7 @@ int cmd_args_defaults(const cmd_args_spec *s, void *dst, char *err, size_t errle
     char msg[384];
     for (int i = 0; i < s->n_rows; i++) {
         const cmd_arg *r = &s->rows[i];
-        if (r->def && r->type != CMD_ARG_FLAG && cmd_arg_set(s, r, dst, r->def, msg, sizeof msg))
+        if (r->def && r->type != CMD_ARG_FLAG && cmd_arg_set(s, r, dst, r->def, msg, sizeof msg) < 0)
             return fail(err, errlen, "the default of %s, '%s': %s", r->name ? r->name : "-?",
                         r->def, msg);
     }
@@ -411,7 +414,8 @@ void cmd_args_help(const cmd_args_spec *s, FILE *f)
         else if (r->type == CMD_ARG_DOUBLE)
             n += (size_t)snprintf(facts + n, sizeof facts - n, "%g\x01to\x01%g; ", r->lo, r->hi);
         else if (r->type == CMD_ARG_U64)
-            n += (size_t)snprintf(facts + n, sizeof facts - n, "0\x01to\x01" "2^64-1; ");
+            n += (size_t)snprintf(facts + n, sizeof facts - n, "0\x01to\x01" "2^64-1%s; ",
+                                  r->lo < 0 ? ",\x01or\x01-1" : "");
         else if (r->type == CMD_ARG_DURATION) {
             double u = r->unit > 0 ? (double)r->unit : 1.0;
             n += (size_t)snprintf(facts + n, sizeof facts - n, "%.0f to %.0f %s, or with ms/s/m; ",
@@ -462,11 +466,12 @@ static int set_from(parse_state *st, const cmd_arg *r, const char *text, int sou
     size_t i = (size_t)(r - st->s->rows);
     if (r->type == CMD_ARG_LIST && st->src[i] < source)
         list_clear((cmd_strlist *)field(st->dst, r), st->s->own);
-    if (cmd_arg_set(st->s, r, st->dst, text, err, errlen))
+    int rc = cmd_arg_set(st->s, r, st->dst, text, err, errlen);
+    if (rc < 0)
         return -1;
     st->src[i] = (unsigned char)source;
-    if (r->seen)
-        *(int *)((char *)st->dst + r->seen - 1) = 1;
+    if (r->seen) /* 1: a value that means "not given" (a U64 row's -1) */
+        *(int *)((char *)st->dst + r->seen - 1) = rc == 0;
     return 0;
 }
 

@@ -31,7 +31,9 @@ typedef enum cmd_arg_type {
     CMD_ARG_BOOL,     /* int: --name, --no-name, or a value true/false, 1/0, yes/no, on/off */
     CMD_ARG_INT,      /* int in [lo, hi] */
     CMD_ARG_INT64,    /* int64_t in [lo, hi] */
-    CMD_ARG_U64,      /* uint64_t, 0 .. 2^64-1 (no sign), bounds not checked */
+    CMD_ARG_U64,      /* uint64_t, 0 .. 2^64-1 (no sign), bounds not checked; with lo = -1 the
+                       * value -1 also parses and means "not given" (the field keeps its
+                       * default, the row's seen flag is cleared; cmd_arg_set returns 1) */
     CMD_ARG_DOUBLE,   /* double in [lo, hi] (never NaN) */
     CMD_ARG_SIZE,     /* int64_t bytes in [lo, hi]; suffixes K, M, G (binary; KiB, KB too) */
     CMD_ARG_DURATION, /* int64_t ms in [lo, hi]; suffixes ms, s, m; a bare number counts `unit` ms */
@@ -116,8 +118,9 @@ int cmd_args_parse_layered(const cmd_args_spec *s, void *dst, int argc, char **a
 int cmd_args_defaults(const cmd_args_spec *s, void *dst, char *err, size_t errlen);
 
 /*
- * Converts text into row r's field of dst (a list gains one value). 0, or -1 leaving the field
- * as it was, with what was expected in err ("expected an integer in [1, 10000]").
+ * Converts text into row r's field of dst (a list gains one value). 0, 1 for a CMD_ARG_U64 row's
+ * "-1" that means "not given" (the field left as it was), or -1 leaving the field as it was, with
+ * what was expected in err ("expected an integer in [1, 10000]").
  */
 int cmd_arg_set(const cmd_args_spec *s, const cmd_arg *r, void *dst, const char *text, char *err,
                 size_t errlen);

@@ -70,9 +70,10 @@ static const cmd_arg gen_rows[] = {
      .lo = 0, .hi = 100, .metavar = "G", .off = F(guidance),
      .help = "classifier-free guidance scale (the default is diffusers'); G <= 1 skips the "
              "unconditional pass"},
-    {.name = "seed", .type = CMD_ARG_U64, .metavar = "S", .off = F(seed),
+    {.name = "seed", .type = CMD_ARG_U64, .lo = -1, .metavar = "S", .off = F(seed),
      .seen = CMD_ARG_SEEN(gen_opts, seed_given),
-     .help = "the first image's seed; default: random from /dev/urandom (below 2^52), printed"},
+     .help = "the first image's seed; default (or -1): random from /dev/urandom (below 2^52), "
+             "printed"},
     {.name = "width", .type = CMD_ARG_INT, .lo = 8, .hi = 16384, .metavar = "W", .off = F(width),
      .help = "image width in pixels, a multiple of 8 x the patch size (16 for SD3); give both "
              "--width and --height or neither; default: the transformer's sample_size x 8 "

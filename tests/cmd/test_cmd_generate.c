@@ -164,7 +164,7 @@ Test(cmd_generate, bad_usage_is_status_2)
          "--quality 0: expected an integer in [1, 100]"},
         {{"--model", MODEL, "--prompt", "x", "-o", "a.png", "--steps", "0"},
          "--steps 0: expected an integer in [1, 10000]"},
-        {{"--model", MODEL, "--prompt", "x", "-o", "a.png", "--seed", "-1"}, "--seed -1"},
+        {{"--model", MODEL, "--prompt", "x", "-o", "a.png", "--seed", "-2"}, "--seed -2"},
         {{"--model", MODEL, "--prompt", "x", "-o", "a.png", "--guidance", "nan"}, "--guidance"},
         {{"--model", MODEL, "--prompt", "x", "-o", "a.png", "--width", "64"}, "both --width"},
         {{"--model", MODEL, "--prompt", "x", "-o", "a.png", "-n", "65"}, "-n 65"},
@@ -180,6 +180,19 @@ Test(cmd_generate, bad_usage_is_status_2)
         cr_assert(strstr(r.err, cases[i].msg), "case %zu: %s", i, r.err);
         done(&r);
     }
+}
+
+/* --seed -1 is "random", as in the API: a seed below 2^52 is drawn and printed. */
+Test(cmd_generate, seed_minus_one_is_random)
+{
+    run_result r = run("--model", MODEL, "--prompt", "x", "-o", tmp("r.png"), "--seed", "-1",
+                       "--steps", "1", NULL);
+    cr_assert_eq(r.rc, 0, "status %d: %s", r.rc, r.err);
+    const char *p = strstr(r.out, "seed ");
+    cr_assert_not_null(p, "%s", r.out);
+    unsigned long long s = strtoull(p + 5, NULL, 10);
+    cr_assert_lt(s, 1ull << 52, "seed %llu", s);
+    done(&r);
 }
 
 Test(cmd_generate, missing_model_is_status_1)
