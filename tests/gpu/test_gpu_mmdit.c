@@ -78,6 +78,34 @@ static int upload(eng_backend *be, const eng_safetensors *st, const char *name, 
     return rc;
 }
 
+/* out (dtype dt, on be) = uniform values in [-1, 1) of a fixed generator. */
+static int random_tensor(eng_backend *be, eng_dtype dt, int ndim, const int64_t *shape,
+                         eng_tensor *out, eng_error *err)
+{
+    eng_tensor f32;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    float *v = malloc((size_t)n * sizeof *v);
+    uint64_t z = 0x6772617068ull;
+    if (!v)
+        return eng_error_set(err, ENG_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        z = z * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = (float)((double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+    }
+    int rc = eng_tensor_init(&f32, be, ENG_DTYPE_F32, ndim, shape, err);
+    if (!rc)
+        rc = eng_tensor_upload(&f32, v, err);
+    if (!rc)
+        rc = eng_tensor_init(out, be, dt, ndim, shape, err);
+    if (!rc)
+        rc = eng_op_convert(out, &f32, err);
+    eng_tensor_free(&f32);
+    free(v);
+    return rc;
+}
+
 /* Normalised MSE of a backend tensor (any float dtype) against host floats; NAN on failure. */
 static double nmse_of(eng_tensor *y, const float *ref, int64_t n, eng_error *err)
 {
@@ -141,7 +169,8 @@ done:
 /*
  * The forward replayed from a recorded graph equals the forward launched op by op, bit for bit
  * (the same kernels on the same data), on every replay; and a replay after another shape ran
- * still does.
+ * still does: a smaller one (another slot), then a larger one (the arena and maybe the kernels'
+ * scratch reallocated: the graph must be recorded again, not replayed on freed memory).
  */
 static void test_graph(eng_backend *be, const eng_safetensors *io, eng_dtype dt)
 {
@@ -168,8 +197,26 @@ static void test_graph(eng_backend *be, const eng_safetensors *io, eng_dtype dt)
         goto done;
     eng_mmdit_set_graphs(m, 1);
     diff = 0;
-    /* 1: eager on the staging, 2: recorded, 3-4: replays, 5: a replay after another shape. */
-    for (int r = 0; r < 5 && diff == 0; r++) {
+    /* 1: eager on the staging, 2: recorded, 3-4: replays, 5: after a smaller shape, 6: after a
+     * larger one (re-warmed), 7: recorded again, 8: replayed. */
+    for (int r = 0; r < 8 && diff == 0; r++) {
+        if (r == 5) { /* batch 8 on the largest grid the model takes */
+            int64_t M = eng_mmdit_config(m)->pos_embed_max_size * 2;
+            int64_t sx[4] = {8, x.shape[1], M, M}, sc[3] = {8, ctx.shape[1], ctx.shape[2]};
+            int64_t sp[2] = {8, pooled.shape[1]};
+            float tb[8];
+            for (int i = 0; i < 8; i++)
+                tb[i] = t[i % nt];
+            eng_tensor bx = {0}, bc = {0}, bp = {0}, bo = {0};
+            int brc = random_tensor(be, dt, 4, sx, &bx, &err) ||
+                      random_tensor(be, dt, 3, sc, &bc, &err) ||
+                      random_tensor(be, dt, 2, sp, &bp, &err) ||
+                      eng_tensor_init(&bo, be, dt, 4, sx, &err) ||
+                      eng_mmdit_forward(m, &bx, tb, &bc, &bp, &bo, &err);
+            eng_tensor_free(&bx), eng_tensor_free(&bc), eng_tensor_free(&bp), eng_tensor_free(&bo);
+            if (brc)
+                goto done;
+        }
         if (r == 4 && x.shape[0] > 1) { /* batch 1 (another slot) in between */
             int64_t sx[4] = {1, x.shape[1], x.shape[2], x.shape[3]};
             int64_t sc[3] = {1, ctx.shape[1], ctx.shape[2]}, sp[2] = {1, pooled.shape[1]};
@@ -187,7 +234,7 @@ static void test_graph(eng_backend *be, const eng_safetensors *io, eng_dtype dt)
         diff = memcmp(he, hg, (size_t)n) ? 1.0 : 0.0;
     }
 done:
-    report(diff == 0, "forward replayed from a graph == op by op (5 runs, bitwise)",
+    report(diff == 0, "forward replayed from a graph == op by op (8 runs, bitwise)",
            eng_dtype_name(dt), diff, err.msg[0] ? err.msg : NULL);
     eng_tensor_free(&x), eng_tensor_free(&ctx), eng_tensor_free(&pooled);
     eng_tensor_free(&eager), eng_tensor_free(&out), eng_tensor_free(&out2);
