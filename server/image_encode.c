@@ -74,7 +74,8 @@ static uint32_t png_texts(const srv_image_meta *meta, struct spng_text t[2])
     static char empty[] = "";
     if (!meta)
         return 0;
-    if (meta->parameters) {
+    /* An empty text is no text (libspng refuses a chunk of length 0). */
+    if (meta->parameters && meta->parameters[0]) {
         /* tEXt is Latin-1: text that is not ASCII goes into an iTXt chunk (UTF-8), as Pillow
          * does for A1111, so that readers decode it right. */
         t[n] = (struct spng_text){.keyword = "parameters",
@@ -84,7 +85,7 @@ static uint32_t png_texts(const srv_image_meta *meta, struct spng_text t[2])
                                   .language_tag = empty, .translated_keyword = empty};
         n++;
     }
-    if (meta->json) {
+    if (meta->json && meta->json[0]) {
         t[n] = (struct spng_text){.keyword = "tttd", .type = SPNG_ITXT,
                                   .length = strlen(meta->json),
                                   .text = (char *)(uintptr_t)meta->json,
@@ -242,7 +243,7 @@ static int encode_jpeg(const uint8_t *rgb, int w, int h, int quality, const srv_
     tjDestroy(tj);
     size_t seg_len = 0;
     uint8_t *seg = NULL;
-    if (meta && meta->parameters) {
+    if (meta && meta->parameters && meta->parameters[0]) {
         seg = exif_segment(meta->parameters, &seg_len);
         if (!seg) {
             tjFree(jbuf);
