@@ -13,6 +13,7 @@
 
 #include "api/base64.h"
 #include "api/buf.h"
+#include "api/metadata.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
@@ -29,17 +30,13 @@ static json_t *str_or_empty(const char *s) { return json_string(s ? s : ""); }
 
 static json_t *seed_json(uint64_t seed) { return json_integer((json_int_t)(seed & (uint64_t)INT64_MAX)); }
 
-/* A1111's infotext of one image: the prompt, "Negative prompt: ...", then the settings line. */
+/* A1111's infotext of one image (the text its PNGs carry, see metadata.h). */
 static json_t *infotext(const api_generate_request *q, const char *model, uint64_t seed)
 {
-    api_buf b = {0};
-    api_buf_puts(&b, q->prompt ? q->prompt : "");
-    if (q->negative_prompt && q->negative_prompt[0])
-        api_buf_printf(&b, "\nNegative prompt: %s", q->negative_prompt);
-    api_buf_printf(&b, "\nSteps: %d, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, "
-                   "Model: %s", q->steps, API_A1111_SAMPLER, q->guidance,
-                   (unsigned long long)seed, q->width, q->height, model ? model : "");
-    char *s = api_buf_take(&b, NULL);
+    api_image_meta m = {.prompt = q->prompt, .negative_prompt = q->negative_prompt,
+                        .seed = seed, .steps = q->steps, .guidance = q->guidance,
+                        .width = q->width, .height = q->height, .model = model};
+    char *s = api_meta_infotext(&m);
     json_t *v = s ? json_string(s) : NULL;
     free(s);
     return v;

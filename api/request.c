@@ -366,6 +366,11 @@ static int f_stream(pstate *s, const char *name, const json_t *v)
     return want_bool(s, name, v, &s->req->stream);
 }
 
+static int f_metadata(pstate *s, const char *name, const json_t *v)
+{
+    return want_bool(s, name, v, &s->req->metadata);
+}
+
 static int f_preview_every(pstate *s, const char *name, const json_t *v)
 {
     int64_t x;
@@ -588,7 +593,7 @@ static const field native_fields[] = {
     {"model", f_model},         {"format", set_format},
     {"quality", f_quality},     {"stream", f_stream},
     {"timeout_ms", f_timeout_ms}, {"preview_every", f_preview_every},
-    {NULL, NULL},
+    {"metadata", f_metadata},   {NULL, NULL},
 };
 
 static const field openai_fields[] = {
@@ -621,7 +626,8 @@ static const field a1111_fields[] = {
     {"steps", f_steps},             {"cfg_scale", f_guidance},
     {"seed", f_a1111_seed},         {"batch_size", f_batch_size},
     {"n_iter", f_n_iter},           {"sampler_name", f_sampler},
-    {"sampler_index", f_sampler},   {NULL, NULL},
+    {"sampler_index", f_sampler},   {"metadata", f_metadata},
+    {NULL, NULL},
 };
 
 static int parse(const char *body, size_t len, const api_limits *lim, const api_defaults *def,
@@ -646,6 +652,7 @@ static int parse(const char *body, size_t len, const api_limits *lim, const api_
     r.quality = def->quality;
     r.timeout_ms = def->timeout_ms;
     r.batch_size = r.n_iter = 1;
+    r.metadata = -1;
     snprintf(r.quality_label, sizeof r.quality_label, "auto");
 
     if (!body || len == 0)

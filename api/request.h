@@ -107,6 +107,9 @@ typedef struct api_generate_request {
     int stream;            /* native only: answer with Server-Sent Events */
     uint32_t timeout_ms;   /* 0: none; else 1..max_timeout_ms */
     int preview_every;     /* native, stream only: a preview event every k steps; 0: none */
+    /* Native and A1111 only: 1 / 0 as the body's "metadata" says (generation parameters in the
+     * image files); -1 when absent: the server's default (tttd serve --no-metadata). */
+    int metadata;
     /* OpenAI only, echoed in the answer: */
     char size[24];         /* "1024x1024" as answered (the chosen size when "auto") */
     char quality_label[16]; /* the request's "quality" ("auto" when absent) */
@@ -128,7 +131,7 @@ void api_generate_request_free(api_generate_request *r);
  * Fields: prompt (string, required), negative_prompt (string), width, height (integers), steps
  * (integer), guidance (number), seed (integer >= 0, or -1 for random), n (integer), model (string), format
  * ("png"|"jpeg"), quality (integer 1..100), stream (boolean), timeout_ms (integer),
- * preview_every (integer 0..max_steps).
+ * preview_every (integer 0..max_steps), metadata (boolean).
  */
 int api_parse_generate(const char *body, size_t len, const api_limits *limits,
                        const api_defaults *defaults, api_generate_request *out, api_err *code,
@@ -154,8 +157,9 @@ int api_parse_openai_images(const char *body, size_t len, const api_limits *limi
  * API_REQUEST_A1111. Fields: prompt (required), negative_prompt, width, height, steps, cfg_scale
  * (the guidance), seed (-1 or absent: random; else 0..2^63-1), batch_size and n_iter (1..max_n
  * each, their product at most max_n: n), sampler_name and sampler_index (one of
- * API_A1111_SAMPLER's names). Any other field is A1111's and is ignored, not refused: its name
- * goes to out->ignored (A1111 clients send many: styles, restore_faces, override_settings, ...).
+ * API_A1111_SAMPLER's names), metadata (tttd's boolean, as on /v1/generate). Any other field
+ * is A1111's and is ignored, not refused: its name goes to out->ignored (A1111 clients send
+ * many: styles, restore_faces, override_settings, ...).
  * Omitted fields take the defaults, which are the model's, not A1111's 512 x 512 and 50 steps.
  */
 int api_parse_a1111_txt2img(const char *body, size_t len, const api_limits *limits,

@@ -27,6 +27,7 @@
 #include "engine/pipeline.h"
 #include "engine/sampler.h"
 #include "engine/backend/tensor.h"
+#include "api/metadata.h"
 #include "api/request.h"
 #include "server/image_encode.h"
 #include "server/models.h"
@@ -37,6 +38,7 @@ typedef struct gen_opts {
     const char *model, *prompt, *negative, *output, *latents;
     int steps, width, height, n, quality;
     int n_given, quality_given, seed_given, cuda, dtype_choice; /* dtype_choice: 0 f32, 1 bf16 */
+    int no_metadata;
     double guidance;
     uint64_t seed;
     eng_dtype dtype;
@@ -96,6 +98,10 @@ static const cmd_arg gen_rows[] = {
     {.name = "quality", .type = CMD_ARG_INT, .def = STR(API_DEFAULT_QUALITY), .lo = 1, .hi = 100,
      .metavar = "Q", .off = F(quality), .seen = CMD_ARG_SEEN(gen_opts, quality_given),
      .help = "JPEG quality (JPEG output only)"},
+    {.name = "no-metadata", .type = CMD_ARG_FLAG, .hi = 1, .off = F(no_metadata),
+     .help = "write no generation parameters into the files (by default a PNG carries A1111's "
+             "\"parameters\" text chunk and a \"tttd\" JSON chunk, a JPEG the parameters as "
+             "EXIF UserComment)"},
 };
 
 static const cmd_args_spec gen_spec = {
@@ -232,18 +238,41 @@ static int check_size(const gen_opts *o, const eng_pipeline *p, FILE *errout)
     return 0;
 }
 
+/* The model's name in the metadata: its folder's last component. */
+static void model_name(const char *dir, char *name, size_t len)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    size_t start = n;
+    while (start > 0 && dir[start - 1] != '/')
+        start--;
+    snprintf(name, len, "%.*s", (int)(n - start), dir + start);
+}
+
 /* Encodes and writes image k; returns 0 or 1 with a message on errout. */
 static int save_image(const gen_opts *o, const uint8_t *rgb, int k, FILE *out, FILE *errout)
 {
-    char path[PATH_MAX], msg[PATH_MAX + 256];
+    char path[PATH_MAX], msg[PATH_MAX + 256], model[256];
     uint8_t *bytes = NULL;
     size_t len = 0;
     if (output_name(o->output, k, o->n, path, sizeof path)) {
         fprintf(errout, "tttd generate: output name too long: %s\n", o->output);
         return 1;
     }
-    if (srv_image_encode(rgb, o->width, o->height, o->format, o->quality, &bytes, &len, msg,
-                         sizeof msg)) {
+    model_name(o->model, model, sizeof model);
+    api_image_meta im = {.prompt = o->prompt, .negative_prompt = o->negative,
+                         .seed = o->seed + (uint64_t)k, .steps = o->steps,
+                         .guidance = o->guidance, .width = o->width, .height = o->height,
+                         .model = model};
+    char *info = o->no_metadata ? NULL : api_meta_infotext(&im);
+    char *json = o->no_metadata ? NULL : api_meta_json(&im);
+    srv_image_meta meta = {.parameters = info, .json = json};
+    int e = srv_image_encode_meta(rgb, o->width, o->height, o->format, o->quality, &meta, &bytes,
+                                  &len, msg, sizeof msg);
+    free(info);
+    free(json);
+    if (e) {
         fprintf(errout, "tttd generate: %s: %s\n", path, msg);
         return 1;
     }

@@ -126,6 +126,11 @@ static const cmd_arg serve_rows[] = {
     {.name = "preview-every", .type = CMD_ARG_INT, .def = "0", .lo = 0, .hi = 10000,
      .env = "TTTD_PREVIEW_EVERY", .metavar = "K", .off = F(preview_every),
      .help = "streamed requests get a preview event every K steps; 0: none"},
+    {.name = "metadata", .type = CMD_ARG_BOOL, .def = "true", .env = "TTTD_METADATA",
+     .off = F(metadata),
+     .help = "images carry their generation parameters (a PNG A1111's \"parameters\" text chunk "
+             "and a \"tttd\" JSON chunk, a JPEG the parameters as EXIF UserComment); a "
+             "request's \"metadata\" field decides for itself"},
     {.name = "sse-ping", .type = CMD_ARG_DURATION, .def = "10000", .lo = 10, .hi = 3600000,
      .unit = MS, .env = "TTTD_SSE_PING", .metavar = "MS", .off = F(sse_ping_ms),
      .help = "interval of the \": ping\" comments that keep event streams open"},

@@ -14,13 +14,13 @@
 #include "cmd/cmd_linearize.h"
 #include "cmd/cmd_serve.h"
 #include "cmd/cmd_tokenize.h"
+#include "api/metadata.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define TTTD_VERSION "0.1.0"
 
 typedef struct command {
     const char *name;

@@ -421,6 +421,8 @@ void srv_http_generate(srv_req *r)
     j->steps = g->steps;
     j->format = g->format;
     j->quality = g->quality;
+    /* The body's "metadata", else the server's default (the OpenAI route has no such field). */
+    j->metadata = g->metadata >= 0 ? g->metadata : o->metadata;
     /* Previews only for a stream; the request's interval, else the server's (0: none). */
     if (r->answer == API_ANSWER_SSE)
         j->preview_every = g->preview_every > 0 ? g->preview_every : o->preview_every;

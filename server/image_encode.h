@@ -29,6 +29,26 @@ typedef enum srv_image_format {
 int srv_image_encode(const uint8_t *rgb, int w, int h, srv_image_format fmt, int quality,
                      uint8_t **out, size_t *out_len, char *errbuf, size_t errlen);
 
+/*
+ * Text an image carries (issue 15, "Metadata"); either string may be NULL or "" (not written).
+ * PNG: parameters as a tEXt chunk named "parameters" (an iTXt chunk of that name when the text is
+ * not ASCII, as A1111 / Pillow write it), json as an iTXt chunk named "tttd" (UTF-8).
+ * JPEG: parameters as the EXIF UserComment (an APP1 "Exif" segment right after SOI: TIFF IFD0 ->
+ * Exif IFD -> tag 0x9286, "ASCII\0\0\0" + the bytes when ASCII, else "UNICODE\0" + UTF-16BE),
+ * cut at a character boundary to what one segment holds (64 KiB); json is not written.
+ * Both strings are NUL-terminated and meant to be UTF-8; bytes that are not are written anyway
+ * (PNG) or read as well as can be without reading past the NUL (JPEG).
+ */
+typedef struct srv_image_meta {
+    const char *parameters; /* A1111's infotext (api/metadata.h's api_meta_infotext) */
+    const char *json;       /* tttd's JSON (api_meta_json) */
+} srv_image_meta;
+
+/* srv_image_encode plus metadata (meta NULL: none, as srv_image_encode). */
+int srv_image_encode_meta(const uint8_t *rgb, int w, int h, srv_image_format fmt, int quality,
+                          const srv_image_meta *meta, uint8_t **out, size_t *out_len,
+                          char *errbuf, size_t errlen);
+
 /* "png", "jpeg". */
 const char *srv_image_format_name(srv_image_format fmt);
 

@@ -41,6 +41,7 @@ struct srv_job {
     api_format format;
     int quality;
     int preview_every; /* streamed requests: a preview every k steps; 0: none */
+    int metadata;      /* 1: the images carry the generation parameters (api/metadata.h) */
     srv_unit *units; /* [n] */
 
     /* State (loop thread). */

@@ -67,6 +67,7 @@ typedef struct srv_options {
     int readyz_queue_mark; /* 0: max_queue */
     int log_level;         /* eng_log_level */
     int preview_every;
+    int metadata; /* images carry their generation parameters unless a request says no */
     int64_t sse_ping_ms;
     int64_t sse_max_buffer; /* bytes of events one stream may hold for a client that reads slowly */
     int64_t job_ttl_ms; /* how long a finished job stays visible to GET /v1/jobs/{id} */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/metadata.h"
 #include "engine/backend/backend.h"
 #include "engine/core/log.h"
 #include "server/errmap.h"
@@ -258,8 +259,20 @@ static void run_batch(worker *w, eng_pipeline *pipe, srv_batch *b)
         srv_image_format fmt =
             u->job && u->job->format == API_FORMAT_JPEG ? SRV_IMAGE_JPEG : SRV_IMAGE_PNG;
         int quality = u->job ? u->job->quality : 90;
-        int e = srv_image_encode(rgb + img_bytes * (size_t)k, key->width, key->height, fmt,
-                                 quality, &u->image, &u->image_len, msg, sizeof msg);
+        char *info = NULL, *json = NULL;
+        if (u->job && u->job->metadata) {
+            const srv_job *j = u->job;
+            api_image_meta im = {.prompt = j->prompt, .negative_prompt = j->negative_prompt,
+                                 .seed = u->seed, .steps = j->steps, .guidance = j->guidance,
+                                 .width = j->width, .height = j->height, .model = j->model_name};
+            info = api_meta_infotext(&im);
+            json = api_meta_json(&im);
+        }
+        srv_image_meta meta = {.parameters = info, .json = json};
+        int e = srv_image_encode_meta(rgb + img_bytes * (size_t)k, key->width, key->height, fmt,
+                                      quality, &meta, &u->image, &u->image_len, msg, sizeof msg);
+        free(info);
+        free(json);
         u->encode_ms = srv_now_ms() - t0;
         if (e) {
             u->status = srv_errmap_errno(e);

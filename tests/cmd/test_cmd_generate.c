@@ -4,7 +4,8 @@
  * seeds S and S+1, JPEG output decodes, --latents from the golden file gives the reference's
  * RGB (tests/fixtures/pipeline/golden.safetensors, within 1 level: the C engine and PyTorch
  * round differently in the last float bits), and the error paths (usage, missing model, bad
- * size, bad latents file) give their status and a message.
+ * size, bad latents file) give their status and a message. The files carry A1111's "parameters"
+ * text and a "tttd" JSON chunk (a JPEG: EXIF UserComment) unless --no-metadata.
  */
 #include <criterion/criterion.h>
 
@@ -142,7 +143,7 @@ Test(cmd_generate, help_names_every_option)
     const char *opts[] = {"--model",  "--prompt", "--negative-prompt", "--steps",  "--guidance",
                           "--seed",   "--width",  "--height",          "-n",       "--latents",
                           "--cpu",    "--cuda",   "--dtype",           "--quality", "-o",
-                          "--help"};
+                          "--no-metadata", "--help"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         cr_assert(strstr(r.out, opts[i]), "usage lacks %s", opts[i]);
     cr_assert_eq(r.err[0], '\0');
@@ -442,4 +443,55 @@ Test(cmd_generate, bad_latents_files_are_status_1)
     cr_assert(strstr(r.err, "no tensor \"latents\""), "%s", r.err);
     done(&r);
     cr_assert_eq(access(tmp("a.png"), F_OK), -1, "a file was written");
+}
+
+/* The PNG text chunk named keyword of a file (malloc'd), or NULL. */
+static char *png_text(const char *path, const char *keyword)
+{
+    size_t len;
+    uint8_t *buf = slurp(path, &len);
+    spng_ctx *ctx = spng_ctx_new(0);
+    cr_assert(ctx);
+    cr_assert_eq(spng_set_png_buffer(ctx, buf, len), 0);
+    size_t n = 0;
+    cr_assert_eq(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n), 0);
+    uint8_t *img = malloc(n);
+    cr_assert_eq(spng_decode_image(ctx, img, n, SPNG_FMT_RGB8, 0), 0);
+    free(img);
+    uint32_t nt = 0;
+    char *found = NULL;
+    if (spng_get_text(ctx, NULL, &nt) == 0 && nt > 0) {
+        struct spng_text *t = calloc(nt, sizeof *t);
+        cr_assert_eq(spng_get_text(ctx, t, &nt), 0);
+        for (uint32_t k = 0; k < nt; k++)
+            if (!strcmp(t[k].keyword, keyword))
+                found = strndup(t[k].text, t[k].length);
+        free(t);
+    }
+    spng_ctx_free(ctx);
+    free(buf);
+    return found;
+}
+
+Test(cmd_generate, files_carry_metadata_unless_no_metadata)
+{
+    run_result r = run("--model", MODEL "/", "--prompt", "a lighthouse", "--negative-prompt",
+                       "fog", "-o", tmp("meta.png"), "--seed", "5", "--steps", "1", "--guidance",
+                       "2.5", "-n", "2", "--width", "32", "--height", "48", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    done(&r);
+    char *p = png_text(tmp("meta-1.png"), "parameters");
+    cr_assert_str_eq(p, "a lighthouse\nNegative prompt: fog\nSteps: 1, Sampler: Euler, CFG "
+                        "scale: 2.5, Seed: 6, Size: 32x48, Model: tiny_model");
+    free(p);
+    char *j = png_text(tmp("meta-0.png"), "tttd");
+    cr_assert(j && strstr(j, "\"seed\":5") && strstr(j, "\"model\":\"tiny_model\""), "%s", j);
+    free(j);
+
+    r = run("--model", MODEL, "--prompt", "a lighthouse", "-o", tmp("bare.png"), "--seed", "5",
+            "--steps", "1", "--width", "32", "--height", "48", "--no-metadata", NULL);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    done(&r);
+    cr_assert_null(png_text(tmp("bare.png"), "parameters"));
+    cr_assert_null(png_text(tmp("bare.png"), "tttd"));
 }

@@ -12,7 +12,8 @@
  * Checked on every input: a size outside [1, SRV_IMAGE_MAX_SIDE], a JPEG quality outside
  * [1, 100] or an unknown format is -EINVAL with a message and no output; anything else encodes,
  * and the bytes decode (spng, TurboJPEG) to an image of the same width and height; a PNG gives
- * back exactly the input pixels.
+ * back exactly the input pixels. Each valid image is encoded a second time with metadata (the
+ * first pixel bytes as the texts, valid UTF-8 or not), with the same checks.
  * Seeds: tests/fuzz/corpus/image_encode/.
  */
 #include <errno.h>
@@ -121,6 +122,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(rc == 0);
         FUZZ_CHECK(out != NULL && out_len > 0);
+        if (fmt == SRV_IMAGE_PNG)
+            check_png(out, out_len, rgb, w, h);
+        else
+            check_jpeg(out, out_len, w, h);
+        free(out);
+
+        /* Again with metadata: the pixel bytes (up to 300, cut at a NUL) as both texts, which
+         * need not be valid UTF-8. It still encodes and decodes to the same size. */
+        char text[301];
+        size_t tn = npx < 300 ? npx : 300;
+        memcpy(text, px, tn);
+        text[tn] = '\0';
+        srv_image_meta meta = {.parameters = text, .json = text};
+        out = NULL;
+        rc = srv_image_encode_meta(rgb, w, h, fmt, quality, &meta, &out, &out_len, msg,
+                                   sizeof msg);
+        FUZZ_CHECK(rc == 0 && out != NULL && out_len > 0);
         if (fmt == SRV_IMAGE_PNG)
             check_png(out, out_len, rgb, w, h);
         else

@@ -206,3 +206,165 @@ Test(image_encode, format_from_path)
     cr_assert_str_eq(srv_image_format_name(SRV_IMAGE_PNG), "png");
     cr_assert_str_eq(srv_image_format_name(SRV_IMAGE_JPEG), "jpeg");
 }
+
+/* ---- metadata (issue 15) ---- */
+
+/* The text chunk named keyword of a PNG, as libspng decodes it (malloc'd), and its type. */
+static char *png_text(const uint8_t *buf, size_t len, const char *keyword, int *type)
+{
+    spng_ctx *ctx = spng_ctx_new(0);
+    cr_assert(ctx);
+    cr_assert_eq(spng_set_png_buffer(ctx, buf, len), 0);
+    size_t n = 0;
+    cr_assert_eq(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n), 0);
+    uint8_t *img = malloc(n);
+    cr_assert_eq(spng_decode_image(ctx, img, n, SPNG_FMT_RGB8, 0), 0);
+    free(img);
+    uint32_t nt = 0;
+    char *found = NULL;
+    if (spng_get_text(ctx, NULL, &nt) == 0 && nt > 0) {
+        struct spng_text *t = calloc(nt, sizeof *t);
+        cr_assert_eq(spng_get_text(ctx, t, &nt), 0);
+        for (uint32_t i = 0; i < nt; i++)
+            if (strcmp(t[i].keyword, keyword) == 0) {
+                found = strndup(t[i].text, t[i].length);
+                *type = t[i].type;
+            }
+        free(t);
+    }
+    spng_ctx_free(ctx);
+    return found;
+}
+
+static const char *const INFO = "a lighthouse at dusk\nNegative prompt: blurry\nSteps: 4, Sampler: "
+                                "Euler, CFG scale: 4.5, Seed: 42, Size: 32x16, Model: tiny";
+
+Test(image_encode, png_carries_parameters_and_tttd_json)
+{
+    uint8_t *img = noise(32, 16, 3);
+    const char *json = "{\"prompt\":\"a lighthouse at dusk\",\"seed\":42}";
+    srv_image_meta meta = {.parameters = INFO, .json = json};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    char msg[256];
+    cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_PNG, 0, &meta, &png, &len, msg,
+                                       sizeof msg), 0, "%s", msg);
+    int type = 0;
+    char *p = png_text(png, len, "parameters", &type);
+    cr_assert_str_eq(p, INFO);
+    cr_assert_eq(type, SPNG_TEXT);
+    char *j = png_text(png, len, "tttd", &type);
+    cr_assert_str_eq(j, json);
+    cr_assert_eq(type, SPNG_ITXT);
+    /* The pixels are still exact. */
+    int dw, dh;
+    uint8_t *back = png_decode(png, len, &dw, &dh);
+    cr_assert_eq(memcmp(back, img, 32 * 16 * 3), 0);
+    free(back), free(p), free(j), free(png);
+
+    /* Not ASCII: "parameters" goes into an iTXt chunk, UTF-8 kept. */
+    meta = (srv_image_meta){.parameters = "caf\xc3\xa9 \xe2\x98\x95\nSteps: 1"};
+    cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_PNG, 0, &meta, &png, &len, msg,
+                                       sizeof msg), 0, "%s", msg);
+    p = png_text(png, len, "parameters", &type);
+    cr_assert_str_eq(p, meta.parameters);
+    cr_assert_eq(type, SPNG_ITXT);
+    cr_assert_null(png_text(png, len, "tttd", &type));
+    free(p), free(png);
+
+    /* No metadata: no text chunk at all. */
+    cr_assert_eq(srv_image_encode(img, 32, 16, SRV_IMAGE_PNG, 0, &png, &len, msg, sizeof msg), 0);
+    cr_assert_null(png_text(png, len, "parameters", &type));
+    free(png), free(img);
+}
+
+static unsigned be16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * The EXIF UserComment of a JPEG, parsed by hand: the APP1 "Exif" segment right after SOI, its
+ * big-endian TIFF IFD0 -> ExifIFDPointer -> UserComment. Returns a pointer into jpg (NULL when
+ * there is no APP1), the comment's length (with its 8-byte code) in *n.
+ */
+static const uint8_t *jpeg_user_comment(const uint8_t *jpg, size_t len, size_t *n)
+{
+    cr_assert(len > 4 && jpg[0] == 0xFF && jpg[1] == 0xD8);
+    if (jpg[2] != 0xFF || jpg[3] != 0xE1)
+        return NULL;
+    size_t seg = be16(jpg + 4);
+    cr_assert(4 + seg <= len);
+    cr_assert_eq(memcmp(jpg + 6, "Exif\0\0", 6), 0);
+    const uint8_t *t = jpg + 12;
+    size_t tlen = seg - 8;
+    cr_assert_eq(memcmp(t, "MM\0\x2A", 4), 0);
+    uint32_t ifd0 = be32(t + 4);
+    cr_assert(ifd0 + 18 <= tlen);
+    uint32_t exif = 0;
+    for (unsigned i = 0; i < be16(t + ifd0); i++) {
+        const uint8_t *e = t + ifd0 + 2 + 12 * i;
+        if (be16(e) == 0x8769)
+            exif = be32(e + 8);
+    }
+    cr_assert(exif && exif + 18 <= tlen, "no Exif IFD");
+    for (unsigned i = 0; i < be16(t + exif); i++) {
+        const uint8_t *e = t + exif + 2 + 12 * i;
+        if (be16(e) == 0x9286) {
+            cr_assert_eq(be16(e + 2), 7);
+            *n = be32(e + 4);
+            cr_assert(be32(e + 8) + *n <= tlen);
+            return t + be32(e + 8);
+        }
+    }
+    cr_assert_fail("no UserComment");
+    return NULL;
+}
+
+Test(image_encode, jpeg_carries_parameters_as_exif_user_comment)
+{
+    uint8_t *img = gradient(32, 16);
+    srv_image_meta meta = {.parameters = INFO, .json = "{}"};
+    uint8_t *jpg = NULL;
+    size_t len = 0, n = 0;
+    char msg[256];
+    cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_JPEG, 90, &meta, &jpg, &len, msg,
+                                       sizeof msg), 0, "%s", msg);
+    const uint8_t *c = jpeg_user_comment(jpg, len, &n);
+    cr_assert(c);
+    cr_assert_eq(n, 8 + strlen(INFO));
+    cr_assert_eq(memcmp(c, "ASCII\0\0\0", 8), 0);
+    cr_assert_eq(memcmp(c + 8, INFO, strlen(INFO)), 0);
+    /* TurboJPEG still decodes it. */
+    int dw, dh, sub;
+    uint8_t *back = jpeg_decode(jpg, len, &dw, &dh, &sub);
+    cr_assert_eq(dw, 32);
+    free(back), free(jpg);
+
+    /* Not ASCII: UNICODE, UTF-16 big-endian (a surrogate pair for U+1F5FC). */
+    meta.parameters = "\xc3\xa9\xf0\x9f\x97\xbc";
+    cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_JPEG, 90, &meta, &jpg, &len, msg,
+                                       sizeof msg), 0, "%s", msg);
+    c = jpeg_user_comment(jpg, len, &n);
+    cr_assert_eq(n, 8 + 6);
+    cr_assert_eq(memcmp(c, "UNICODE\0\x00\xe9\xd8\x3d\xdd\xfc", 14), 0);
+    free(jpg);
+
+    /* Longer than one segment holds: cut, still a valid JPEG. */
+    char *big = malloc(70000);
+    memset(big, 'a', 69999);
+    big[69999] = '\0';
+    meta.parameters = big;
+    cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_JPEG, 90, &meta, &jpg, &len, msg,
+                                       sizeof msg), 0, "%s", msg);
+    c = jpeg_user_comment(jpg, len, &n);
+    cr_assert_eq(be16(jpg + 4), 65535);
+    back = jpeg_decode(jpg, len, &dw, &dh, &sub);
+    free(back), free(jpg), free(big);
+
+    /* No metadata: no APP1. */
+    cr_assert_eq(srv_image_encode(img, 32, 16, SRV_IMAGE_JPEG, 90, &jpg, &len, msg, sizeof msg), 0);
+    cr_assert_null(jpeg_user_comment(jpg, len, &n));
+    free(jpg), free(img);
+}
