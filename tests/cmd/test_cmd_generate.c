@@ -23,6 +23,7 @@
 
 #include "engine/io/safetensors.h"
 #include "cmd/cmd_generate.h"
+#include "tests/common/test_util.h"
 
 #define MODEL "tests/fixtures/tiny_model"
 #define GOLDEN "tests/fixtures/pipeline/golden.safetensors"
@@ -450,25 +451,7 @@ static char *png_text(const char *path, const char *keyword)
 {
     size_t len;
     uint8_t *buf = slurp(path, &len);
-    spng_ctx *ctx = spng_ctx_new(0);
-    cr_assert(ctx);
-    cr_assert_eq(spng_set_png_buffer(ctx, buf, len), 0);
-    size_t n = 0;
-    cr_assert_eq(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n), 0);
-    uint8_t *img = malloc(n);
-    cr_assert_eq(spng_decode_image(ctx, img, n, SPNG_FMT_RGB8, 0), 0);
-    free(img);
-    uint32_t nt = 0;
-    char *found = NULL;
-    if (spng_get_text(ctx, NULL, &nt) == 0 && nt > 0) {
-        struct spng_text *t = calloc(nt, sizeof *t);
-        cr_assert_eq(spng_get_text(ctx, t, &nt), 0);
-        for (uint32_t k = 0; k < nt; k++)
-            if (!strcmp(t[k].keyword, keyword))
-                found = strndup(t[k].text, t[k].length);
-        free(t);
-    }
-    spng_ctx_free(ctx);
+    char *found = tu_png_text(buf, len, keyword, NULL);
     free(buf);
     return found;
 }

@@ -1,6 +1,10 @@
 /* test_util.c - shared test helpers (see test_util.h). */
 #include "tests/common/test_util.h"
 
+#include <criterion/criterion.h>
+#include <spng.h>
+#include <string.h>
+
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -89,4 +93,32 @@ void tu_rmtree(const char *dir)
 {
     if (dir && dir[0])
         nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *tu_png_text(const void *buf, size_t len, const char *keyword, int *type)
+{
+    spng_ctx *ctx = spng_ctx_new(0);
+    cr_assert(ctx);
+    cr_assert_eq(spng_set_png_buffer(ctx, buf, len), 0);
+    size_t n = 0;
+    cr_assert_eq(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n), 0);
+    uint8_t *img = malloc(n);
+    cr_assert_eq(spng_decode_image(ctx, img, n, SPNG_FMT_RGB8, 0), 0);
+    free(img);
+    uint32_t nt = 0;
+    char *found = NULL;
+    if (spng_get_text(ctx, NULL, &nt) == 0 && nt > 0) {
+        struct spng_text *t = calloc(nt, sizeof *t);
+        cr_assert_eq(spng_get_text(ctx, t, &nt), 0);
+        for (uint32_t k = 0; k < nt; k++)
+            if (strcmp(t[k].keyword, keyword) == 0) {
+                free(found);
+                found = strndup(t[k].text, t[k].length);
+                if (type)
+                    *type = t[k].type;
+            }
+        free(t);
+    }
+    spng_ctx_free(ctx);
+    return found;
 }

@@ -15,6 +15,7 @@
 #include <turbojpeg.h>
 
 #include "server/image_encode.h"
+#include "tests/common/test_util.h"
 
 /* A smooth gradient with a soft diagonal band (what JPEG should keep well). */
 static uint8_t *gradient(int w, int h)
@@ -209,33 +210,6 @@ Test(image_encode, format_from_path)
 
 /* ---- metadata (issue 15) ---- */
 
-/* The text chunk named keyword of a PNG, as libspng decodes it (malloc'd), and its type. */
-static char *png_text(const uint8_t *buf, size_t len, const char *keyword, int *type)
-{
-    spng_ctx *ctx = spng_ctx_new(0);
-    cr_assert(ctx);
-    cr_assert_eq(spng_set_png_buffer(ctx, buf, len), 0);
-    size_t n = 0;
-    cr_assert_eq(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n), 0);
-    uint8_t *img = malloc(n);
-    cr_assert_eq(spng_decode_image(ctx, img, n, SPNG_FMT_RGB8, 0), 0);
-    free(img);
-    uint32_t nt = 0;
-    char *found = NULL;
-    if (spng_get_text(ctx, NULL, &nt) == 0 && nt > 0) {
-        struct spng_text *t = calloc(nt, sizeof *t);
-        cr_assert_eq(spng_get_text(ctx, t, &nt), 0);
-        for (uint32_t i = 0; i < nt; i++)
-            if (strcmp(t[i].keyword, keyword) == 0) {
-                found = strndup(t[i].text, t[i].length);
-                *type = t[i].type;
-            }
-        free(t);
-    }
-    spng_ctx_free(ctx);
-    return found;
-}
-
 static const char *const INFO = "a lighthouse at dusk\nNegative prompt: blurry\nSteps: 4, Sampler: "
                                 "Euler, CFG scale: 4.5, Seed: 42, Size: 32x16, Model: tiny";
 
@@ -250,10 +224,10 @@ Test(image_encode, png_carries_parameters_and_tttd_json)
     cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_PNG, 0, &meta, &png, &len, msg,
                                        sizeof msg), 0, "%s", msg);
     int type = 0;
-    char *p = png_text(png, len, "parameters", &type);
+    char *p = tu_png_text(png, len, "parameters", &type);
     cr_assert_str_eq(p, INFO);
     cr_assert_eq(type, SPNG_TEXT);
-    char *j = png_text(png, len, "tttd", &type);
+    char *j = tu_png_text(png, len, "tttd", &type);
     cr_assert_str_eq(j, json);
     cr_assert_eq(type, SPNG_ITXT);
     /* The pixels are still exact. */
@@ -266,15 +240,15 @@ Test(image_encode, png_carries_parameters_and_tttd_json)
     meta = (srv_image_meta){.parameters = "caf\xc3\xa9 \xe2\x98\x95\nSteps: 1"};
     cr_assert_eq(srv_image_encode_meta(img, 32, 16, SRV_IMAGE_PNG, 0, &meta, &png, &len, msg,
                                        sizeof msg), 0, "%s", msg);
-    p = png_text(png, len, "parameters", &type);
+    p = tu_png_text(png, len, "parameters", &type);
     cr_assert_str_eq(p, meta.parameters);
     cr_assert_eq(type, SPNG_ITXT);
-    cr_assert_null(png_text(png, len, "tttd", &type));
+    cr_assert_null(tu_png_text(png, len, "tttd", &type));
     free(p), free(png);
 
     /* No metadata: no text chunk at all. */
     cr_assert_eq(srv_image_encode(img, 32, 16, SRV_IMAGE_PNG, 0, &png, &len, msg, sizeof msg), 0);
-    cr_assert_null(png_text(png, len, "parameters", &type));
+    cr_assert_null(tu_png_text(png, len, "parameters", &type));
     free(png), free(img);
 }
 

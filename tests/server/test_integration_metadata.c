@@ -16,6 +16,7 @@
 #include <spng.h>
 
 #include "tests/server/integration_util.h"
+#include "tests/common/test_util.h"
 
 static it_server srv;
 
@@ -53,37 +54,12 @@ static unsigned char *image_of(const it_response *r, size_t i, size_t *len)
     return img;
 }
 
-/* The text chunk named keyword of a PNG (malloc'd), or NULL. */
-static char *png_text(const unsigned char *png, size_t len, const char *keyword)
-{
-    spng_ctx *ctx = spng_ctx_new(0);
-    cr_assert(ctx);
-    cr_assert_eq(spng_set_png_buffer(ctx, png, len), 0);
-    size_t n = 0;
-    cr_assert_eq(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n), 0);
-    unsigned char *img = malloc(n);
-    cr_assert_eq(spng_decode_image(ctx, img, n, SPNG_FMT_RGB8, 0), 0);
-    free(img);
-    uint32_t nt = 0;
-    char *found = NULL;
-    if (spng_get_text(ctx, NULL, &nt) == 0 && nt > 0) {
-        struct spng_text *t = calloc(nt, sizeof *t);
-        cr_assert_eq(spng_get_text(ctx, t, &nt), 0);
-        for (uint32_t k = 0; k < nt; k++)
-            if (!strcmp(t[k].keyword, keyword))
-                found = strndup(t[k].text, t[k].length);
-        free(t);
-    }
-    spng_ctx_free(ctx);
-    return found;
-}
-
 /* The request's PNG, its "parameters" text (NULL when none). */
 static char *parameters_of(const it_response *r, size_t i)
 {
     size_t len;
     unsigned char *png = image_of(r, i, &len);
-    char *p = png_text(png, len, "parameters");
+    char *p = tu_png_text(png, len, "parameters", NULL);
     free(png);
     return p;
 }
@@ -129,7 +105,7 @@ Test(serve_metadata, png_jpeg_and_the_request_field)
     free(p);
     size_t len;
     unsigned char *png = image_of(&r, 0, &len);
-    char *js = png_text(png, len, "tttd");
+    char *js = tu_png_text(png, len, "tttd", NULL);
     json_t *m = json_loads(js, 0, NULL);
     cr_assert(json_is_object(m), "tttd chunk: %s", js);
     cr_assert_str_eq(json_string_value(json_object_get(m, "prompt")), "a lighthouse");
@@ -159,8 +135,8 @@ Test(serve_metadata, png_jpeg_and_the_request_field)
     r = it_http(&srv, "POST", "/v1/generate",
                 "{\"prompt\":\"a lighthouse\"," SMALL ",\"seed\":41,\"metadata\":false}", NULL);
     png = image_of(&r, 0, &len);
-    cr_assert_null(png_text(png, len, "parameters"));
-    cr_assert_null(png_text(png, len, "tttd"));
+    cr_assert_null(tu_png_text(png, len, "parameters", NULL));
+    cr_assert_null(tu_png_text(png, len, "tttd", NULL));
     free(png);
     it_response_free(&r);
     r = it_http(&srv, "POST", "/v1/generate",
