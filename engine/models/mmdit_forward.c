@@ -22,17 +22,6 @@
 #include "engine/core/log.h"
 #include "engine/models/mmdit_internal.h"
 
-void eng_mmdit_free(eng_mmdit *m)
-{
-    if (!m)
-        return;
-    mmdit_graphs_free(m);
-    eng_arena_free(&m->arena);
-    eng_weights_free(m->weights);
-    free(m->blocks);
-    free(m);
-}
-
 /* t exists, lives on m's backend and has m's dtype. */
 static int check_tensor(const eng_mmdit *m, const char *name, const eng_tensor *t, eng_error *err)
 {
@@ -97,7 +86,7 @@ static int check_forward(const eng_mmdit *m, const eng_tensor *x, const float *t
     return 0;
 }
 
-int mmdit_graph_usable(const eng_mmdit *m)
+static int mmdit_graph_usable(const eng_mmdit *m)
 {
     const eng_backend *be = m->be;
     return m->graphs_on && be->capture_begin && be->capture_end && be->graph_launch &&
@@ -116,10 +105,21 @@ static void slot_free(eng_mmdit *m, mmdit_graph *g)
     memset(g, 0, sizeof *g);
 }
 
-void mmdit_graphs_free(eng_mmdit *m)
+static void mmdit_graphs_free(eng_mmdit *m)
 {
     for (int i = 0; i < MMDIT_GRAPHS; i++)
         slot_free(m, &m->graphs[i]);
+}
+
+void eng_mmdit_free(eng_mmdit *m)
+{
+    if (!m)
+        return;
+    mmdit_graphs_free(m);
+    eng_arena_free(&m->arena);
+    eng_weights_free(m->weights);
+    free(m->blocks);
+    free(m);
 }
 
 void eng_mmdit_set_graphs(eng_mmdit *m, int on)
@@ -198,8 +198,9 @@ static int record(eng_mmdit *m, mmdit_graph *g, eng_error *err)
     return 0;
 }
 
-int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
-                        const eng_tensor *pooled, eng_tensor *out, eng_error *err)
+static int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t,
+                               const eng_tensor *ctx, const eng_tensor *pooled, eng_tensor *out,
+                               eng_error *err)
 {
     mmdit_graph *g;
     float feat[64 * MMDIT_TIME_CHANNELS], *f = feat;

@@ -102,18 +102,6 @@ void mmdit_time_features(const float *t, int64_t B, float *f);
 int mmdit_upload_features(eng_mmdit *m, eng_tensor *tfeat, const float *t, int64_t B,
                           eng_error *err);
 
-/* ---- mmdit_forward.c ---- */
-
-/* 1 when forwards on m can be replayed as graphs now (the backend records graphs, they are on,
- * and no profile is running). */
-int mmdit_graph_usable(const eng_mmdit *m);
-/* eng_mmdit_forward through the shape's graph (warming up, recording or replaying it);
- * arguments already checked. */
-int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t, const eng_tensor *ctx,
-                        const eng_tensor *pooled, eng_tensor *out, eng_error *err);
-/* Releases every graph and its staging. */
-void mmdit_graphs_free(eng_mmdit *m);
-
 /* ---- mmdit_load.c ---- */
 
 
