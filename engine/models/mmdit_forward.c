@@ -166,9 +166,9 @@ done:
     return rc;
 }
 
-/* Records the forward on g's staging; on failure the shape stays eager (a warning, not an error:
- * the eager forward computes the same). */
-static int record(eng_mmdit *m, mmdit_graph *g, eng_error *err)
+/* Records the forward on g's staging (state READY); on failure the shape stays eager (state
+ * FAILED, a warning, not an error: the eager forward computes the same). */
+static void record(eng_mmdit *m, mmdit_graph *g)
 {
     eng_error cerr = {0};
     int rc = m->be->capture_begin(m->be, &cerr);
@@ -184,18 +184,16 @@ static int record(eng_mmdit *m, mmdit_graph *g, eng_error *err)
     }
     if (rc) {
         LOG_WARN("mmdit: recording the forward of batch %lld, %lld x %lld latents, "
-                "%lld text tokens as a graph failed (%s); this shape runs op by op",
+                 "%lld text tokens as a graph failed (%s); this shape runs op by op",
                 (long long)g->B, (long long)g->H, (long long)g->W, (long long)g->Nt, cerr.msg);
         g->graph = NULL;
         g->state = MMDIT_GRAPH_FAILED;
-        (void)err;
-        return 0;
+        return;
     }
     g->state = MMDIT_GRAPH_READY;
     g->arena_base = m->arena.base;
     g->arena_cap = m->arena.cap;
     g->mem_gen = m->be->memory_generation(m->be);
-    return 0;
 }
 
 static int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t,
@@ -233,7 +231,7 @@ static int mmdit_graph_forward(eng_mmdit *m, const eng_tensor *x, const float *t
             g->state = MMDIT_GRAPH_WARM;
         break;
     case MMDIT_GRAPH_WARM:
-        ENG_TRY_DONE(record(m, g, err));
+        record(m, g);
         if (g->state == MMDIT_GRAPH_READY)
             ENG_TRY_DONE(m->be->graph_launch(m->be, g->graph, err));
         else
